@@ -16,7 +16,8 @@ def main(argv:list[str]) -> int:
     from axolotl_nb.inference import load_for_inference, exact_match, generate
     from axolotl_nb.data import load_datasets
     from axolotl_nb.lora import merge_lora
-    try: cfg = load_config(path, overrides)
+    # eval before/after is measured here, so the training loop itself skips evaluation
+    try: cfg = load_config(path, ['--eval_strategy', 'no'] + list(overrides))
     except UserError as e: print(f"error: {e}", file=sys.stderr); return 2
     print(summary(cfg), flush=True)
     if Path(cfg.output_dir).exists(): shutil.rmtree(cfg.output_dir)  # a fresh run (the quickstart is a demo, not a resume)

@@ -42,7 +42,8 @@ def train(ph:dict, model_dir:str) -> dict:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']))
         extra = dict(adapter='qlora', load_in_4bit=True) if ph.get('qlora') else dict(adapter='lora')
-    if ph.get('fsdp'): extra.update(fsdp=['full_shard', 'auto_wrap'], fsdp_config=dict(fsdp_state_dict_type=ph.get('state_dict_type', 'FULL_STATE_DICT')))
+    if ph.get('fsdp'): extra.update(fsdp=['full_shard', 'auto_wrap'], fsdp_config=dict(fsdp_state_dict_type=ph.get('state_dict_type', 'FULL_STATE_DICT'),
+                                                                                     fsdp_activation_checkpointing=bool(ph.get('ac')), fsdp_offload_params=bool(ph.get('offload'))))
     cfg = load_config(dict(base_model=model_dir, datasets=[dict(path='unused.jsonl', type='alpaca')], micro_batch_size=ph['bs'], **extra))
     model.train()
     ids = torch.randint(0, 128, (32, 24), generator=torch.Generator().manual_seed(1)).tolist()
@@ -111,13 +112,18 @@ def jobs(tmp_path_factory) -> Path:
     P = lambda name, **kw: dict(out=str(d/name), **kw)
     run_job(d, 'ref', 1, [P('full1', bs=4), P('lora1', bs=4, lora=True), P('qlora1', bs=4, qlora=True)])
     run_job(d, 'fsdp', 2, [P('sampler', sampler=True), P('full2', bs=2, fsdp=True, save_steps=2),
-                          P('lora2', bs=2, lora=True, fsdp=True), P('qlora2', bs=2, qlora=True, fsdp=True)])
+                          P('ac2', bs=2, fsdp=True, ac=True), P('lora2', bs=2, lora=True, fsdp=True), P('qlora2', bs=2, qlora=True, fsdp=True)])
     return d
 
 def test_fsdp2_full_finetune_matches_single_process(jobs):
     assert result(jobs, 'full2')['wrapped'].startswith('FSDP')  # really sharded, not DDP
     a, b = losses(jobs, 'full1'), losses(jobs, 'full2')
     assert sorted(b) == [1, 2, 3, 4] and close(a, b, [1, 2, 3, 4]), (a, b)
+
+def test_fsdp2_activation_checkpointing_same_losses(jobs):
+    "fsdp_activation_checkpointing recomputes activations in backward: same math, same losses."
+    a, b = losses(jobs, 'full1'), losses(jobs, 'ac2')
+    assert close(a, b, [1, 2, 3, 4]), (a, b)
 
 def test_fsdp2_lora_matches_single_process(jobs):
     assert result(jobs, 'lora2')['wrapped'] == 'FSDPPeftModel'

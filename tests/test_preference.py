@@ -8,7 +8,7 @@ import yaml
 from axolotl_nb.models import save_tiny_model
 from axolotl_nb.preference import toy_preferences, toy_tokenizer
 
-CLI = [sys.executable, '-m', 'axolotl_nb.cli']
+CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 
 
 def run(*args, cwd=None):

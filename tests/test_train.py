@@ -25,14 +25,15 @@ def workdir(tmp_path_factory) -> Path:
 def make_cfg(d:Path, out:str, **kw) -> Path:
     c = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'train.jsonl'), type='alpaca')],
              test_datasets=[dict(path=str(d/'eval.jsonl'), type='alpaca')], dataset_prepared_path=str(d/'prepared'),
-             output_dir=str(d/out), sequence_len=128, sample_packing=True, adapter='lora', lora_r=8, lora_alpha=16,
+             output_dir=str(d/out), sequence_len=1024, sample_packing=True, adapter='lora', lora_r=8, lora_alpha=16,
              lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=2, learning_rate=1e-3,
              logging_steps=1, seed=7, use_tensorboard=False)
     p = d/f'{out}.yml'; p.write_text(yaml.safe_dump(c | kw)); return p
 
 def cli(*args, **popen_kw):
-    return subprocess.Popen([sys.executable, '-m', 'axolotl_nb.cli', *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen_kw)
+    "`axolotl-nb ARGS` in a subprocess (output piped unless redirected)."
+    kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) | popen_kw
+    return subprocess.Popen([sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())', *map(str, args)], **kw)
 
 def final_loss(out:Path) -> float:
     hist = json.loads((out/'training_summary.json').read_text())
@@ -44,10 +45,11 @@ def test_resume_after_sigkill_matches_uninterrupted(workdir):
     full = cli('train', make_cfg(workdir, 'full', **kw)); out, _ = full.communicate(timeout=600)
     assert full.returncode == 0, out
     cfg = make_cfg(workdir, 'killed', **kw, auto_resume_from_checkpoints=True)
-    p, ck = cli('train', cfg), workdir/'killed'/'checkpoint-6'/'trainer_state.json'
+    log = open(workdir/'killed.log', 'w')  # a file, not a pipe: nobody reads while we poll, so a pipe could fill and block
+    p, ck = cli('train', cfg, stdout=log, stderr=subprocess.STDOUT), workdir/'killed'/'checkpoint-6'/'trainer_state.json'
     t0 = time.time()
     while not ck.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
-    assert ck.exists(), p.communicate()[0]
+    assert ck.exists(), (workdir/'killed.log').read_text()[-3000:]
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL
     assert not (workdir/'killed'/'training_summary.json').exists(), "run finished before the kill; the test needs slower steps"
