@@ -12,6 +12,8 @@ from numba import njit
 from axolotl_nb.multipack import efficiency, instruction_lengths, lower_bound, pack
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._common import write_section  # noqa: E402
 
 
 @njit(cache=True)
@@ -96,18 +98,6 @@ def bench(lengths: np.ndarray, cap: int, name: str, seed: int = 0) -> list[dict]
     if len(ls) <= 200_000:
         n, t = timed(trl_bfd, ls, cap, batch_size=len(ls)); add('TRL pack_dataset bfd (one batch)', n, t)
     return rows
-
-
-def write_section(name: str, body: str, path: Path = ROOT / 'docs/benchmarks.md'):
-    "Replace (or append) this bench's section between its markers, keeping every other section."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else '# Benchmarks\n\nEach section is written by its `bench/*.py` script.\n'
-    start, end = f'<!-- bench:{name} -->', f'<!-- /bench:{name} -->'
-    block = f'{start}\n{body.rstrip()}\n{end}'
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + r'.*?' + re.escape(end), lambda m: block, text, flags=re.S)
-    else: text = text.rstrip() + '\n\n' + block + '\n'
-    tmp = path.with_suffix('.md.tmp'); tmp.write_text(text); tmp.replace(path)
 
 
 def main():

@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse, importlib.util, json, math, os, platform, random, re, shutil, sys, tempfile, time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import write_section  # noqa: E402
+
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ('the model learns from data and every token counts when we train on short instruction examples with a long tail '
@@ -61,14 +64,6 @@ def run_trl(path:Path, tok, seq_len:int, work:Path) -> tuple[float, int, int]:
     return dt, len(out), int(sum(len(x) for x in out['input_ids']))
 
 
-def write_section(md:Path, name:str, body:str) -> None:
-    start, end = f'<!-- bench:{name} -->', f'<!-- /bench:{name} -->'
-    text = md.read_text() if md.exists() else '# Benchmarks\n\nEach section is written by its script in `bench/`; the command that produced it is listed with it.\n'
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text: text = re.sub(re.escape(start) + r'.*?' + re.escape(end), lambda m: block, text, flags=re.S)
-    else: text = text.rstrip() + '\n\n' + block + '\n'
-    md.parent.mkdir(parents=True, exist_ok=True); md.write_text(text)
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,7 +93,7 @@ def main(argv=None) -> int:
                 "last), drops over-long rows instead of truncating, and writes the cache; TRL's time includes its JSON load like ours.")
     text = '\n'.join(body)
     print(text)
-    if a.out: write_section(Path(a.out), 'preprocess', text)
+    if a.out: write_section('preprocess', text, Path(a.out))
     return 0
 
 

@@ -55,15 +55,6 @@ def worker(which:str, cfg_path:str, steps:int) -> dict:
     tr.train()
     return _result(tc, 'TRL SFTTrainer (packing=True, BFD, padding-free)', tr.state.log_history)
 
-def write_section(md:Path, name:str, body:str):
-    "Replace (or append) the `<!-- bench:name -->` section of `md`, keeping the others."
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = md.read_text() if md.exists() else "# Benchmarks\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text: text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else: text = text.rstrip() + "\n\n" + block + "\n"
-    md.parent.mkdir(parents=True, exist_ok=True); md.write_text(text)
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--steps', type=int, default=6); ap.add_argument('--config', default=str(ROOT/'examples'/'quickstart.yml'))
@@ -98,7 +89,9 @@ on sdpa/eager in transformers 5 (see the multipack notebook); ours pays for an e
 
 Command: `{cmd}`
 """
-    write_section(Path(a.out), 'sft', body)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import write_section
+    write_section('sft', body, Path(a.out))
     print(body)
 
 if __name__ == '__main__': main()

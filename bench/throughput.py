@@ -14,8 +14,8 @@ import torch
 
 from axolotl_nb.multipack import MultipackBatchSampler, PackedCollator, instruction_lengths, packed_dataloader
 
-sys.path.insert(0, str(Path(__file__).parent))
-from packing import write_section  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import write_section  # noqa: E402
 
 V = 8192
 

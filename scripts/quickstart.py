@@ -17,8 +17,9 @@ def main(argv:list[str]) -> int:
     from axolotl_nb.data import load_datasets
     from axolotl_nb.lora import merge_lora
     # eval before/after is measured here, so the training loop itself skips evaluation
-    try: cfg = load_config(path, ['--eval_strategy', 'no'] + list(overrides))
+    try: cfg = load_config(path, list(overrides))
     except UserError as e: print(f"error: {e}", file=sys.stderr); return 2
+    cfg.eval_strategy = 'no'
     print(summary(cfg), flush=True)
     if Path(cfg.output_dir).exists(): shutil.rmtree(cfg.output_dir)  # a fresh run (the quickstart is a demo, not a resume)
     ev_path = resolve_path(cfg, cfg.test_datasets[0]['path'])

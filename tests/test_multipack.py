@@ -99,3 +99,21 @@ def test_cpu_parity_packed_sdpa(arch):
 def test_gpu_flash_varlen_bf16():
     dl, dg = _parity('llama', 'flash_attention_2', 'cuda', torch.bfloat16)
     assert dl < 2e-2, dl
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__('os').environ.get('RUN_SLOW'), reason='slow end-to-end (set RUN_SLOW=1): loads SmolLM2')
+def test_cli_evaluate_same_loss_packed_or_not(tmp_path):
+    "`axolotl-nb evaluate` gives the same eval loss with eval_sample_packing on and off (token-weighted)."
+    import json, subprocess, sys
+    from pathlib import Path
+    yml = Path(__file__).resolve().parents[1] / 'examples/quickstart.yml'
+    losses = []
+    for p in ('true', 'false'):
+        r = subprocess.run([sys.executable, '-m', 'axolotl_nb.cli', 'evaluate', str(yml), '--eval_sample_packing', p,
+                            '--output_dir', str(tmp_path / 'out'), '--dataset_prepared_path', str(tmp_path / 'prep')],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        line = [l for l in r.stdout.splitlines() if 'eval_loss' in l][-1]
+        losses.append(float(line.split("'eval_loss': ")[1].split(',')[0]))
+    assert abs(losses[0] - losses[1]) < 1e-5, losses

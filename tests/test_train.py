@@ -41,12 +41,12 @@ def final_loss(out:Path) -> float:
 
 def test_resume_after_sigkill_matches_uninterrupted(workdir):
     "A run SIGKILLed after its first checkpoint and auto-resumed ends at the same loss as an uninterrupted run."
-    kw = dict(max_steps=24, save_steps=6, eval_strategy='no', save_total_limit=2)
+    kw = dict(max_steps=16, save_steps=4, eval_strategy='no', save_total_limit=2)
     full = cli('train', make_cfg(workdir, 'full', **kw)); out, _ = full.communicate(timeout=600)
     assert full.returncode == 0, out
     cfg = make_cfg(workdir, 'killed', **kw, auto_resume_from_checkpoints=True)
     log = open(workdir/'killed.log', 'w')  # a file, not a pipe: nobody reads while we poll, so a pipe could fill and block
-    p, ck = cli('train', cfg, stdout=log, stderr=subprocess.STDOUT), workdir/'killed'/'checkpoint-6'/'trainer_state.json'
+    p, ck = cli('train', cfg, stdout=log, stderr=subprocess.STDOUT), workdir/'killed'/'checkpoint-4'/'trainer_state.json'
     t0 = time.time()
     while not ck.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
     assert ck.exists(), (workdir/'killed.log').read_text()[-3000:]
@@ -57,7 +57,7 @@ def test_resume_after_sigkill_matches_uninterrupted(workdir):
     assert r.returncode == 0, out
     assert 'resuming from' in out and 'checkpoint-' in out
     s = json.loads((workdir/'killed'/'training_summary.json').read_text())
-    assert s['steps'] == 24 and s['resumed_from']
+    assert s['steps'] == 16 and s['resumed_from']
     assert math.isclose(final_loss(workdir/'killed'), final_loss(workdir/'full'), rel_tol=1e-5, abs_tol=1e-6), \
         (final_loss(workdir/'killed'), final_loss(workdir/'full'))
     assert (workdir/'killed'/'adapter_model.safetensors').exists() and (workdir/'killed'/'axolotl_nb_config.yml').exists()
