@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_section  # noqa: E402
 
 
 def build(args, meta: bool):
@@ -78,19 +79,6 @@ def worker(args) -> None:
     dist.all_gather_object(out, res)
     if r == 0: Path(args.out).write_text(json.dumps(out))
     dist.destroy_process_group()
-
-
-def write_section(name: str, body: str, path: Path = Path(__file__).resolve().parent.parent / 'docs' / 'benchmarks.md') -> None:
-    "Replace (or append) the `<!-- bench:NAME -->` section of docs/benchmarks.md, keeping the others."
-    start, end = f'<!-- bench:{name} -->', f'<!-- /bench:{name} -->'
-    text = path.read_text() if path.exists() else '# Benchmarks\n\nEach section is written by its `bench/*.py` script.\n'
-    block = f'{start}\n{body.rstrip()}\n{end}'
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + '\n\n' + block + '\n'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.md.tmp'); tmp.write_text(text); os.replace(tmp, path)
 
 
 def mib(b: float) -> str: return f'{b / 2**20:,.1f}'
