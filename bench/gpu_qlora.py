@@ -61,6 +61,15 @@ def callback(meter):
         def on_step_end(self, args, state, control, **kw): meter.step()
     return CB()
 
+def finish(tr, meter) -> dict:
+    "Train, then the run's real tokens/s, peak GPU memory and last logged loss; frees the model."
+    tr.add_callback(callback(meter)); tr.train()
+    tps, toks = meter.result()
+    res = dict(tokens_per_s=tps, tokens=toks, peak_gib=torch.cuda.max_memory_allocated()/2**30 if torch.cuda.is_available() else float('nan'),
+               loss=tr.state.log_history[-2].get('loss') if len(tr.state.log_history) > 1 else None)
+    tr.model = None; del tr; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return res
+
 def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool):
     from axolotl_nb.config import load_config
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
@@ -79,12 +88,7 @@ def run_ours(cfg, tok, rows, warmup) -> dict:
     meter = Meter(model, tok.pad_token_id, warmup)
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     tr = build_trainer(cfg, model, tok, ds, report_to='none', disable_tqdm=True)
-    tr.add_callback(callback(meter)); tr.train()
-    tps, toks = meter.result()
-    res = dict(tokens_per_s=tps, tokens=toks, peak_gib=torch.cuda.max_memory_allocated()/2**30 if torch.cuda.is_available() else float('nan'),
-               loss=tr.state.log_history[-2].get('loss') if len(tr.state.log_history) > 1 else None)
-    del tr, model; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    return res
+    return finish(tr, meter)
 
 def run_trl(cfg, tok, rows, warmup) -> dict:
     import datasets
@@ -100,12 +104,7 @@ def run_trl(cfg, tok, rows, warmup) -> dict:
                      logging_steps=1, save_strategy='no', report_to='none', disable_tqdm=True, lr_scheduler_type='cosine')
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora_config(cfg, model))
-    tr.add_callback(callback(meter)); tr.train()
-    tps, toks = meter.result()
-    res = dict(tokens_per_s=tps, tokens=toks, peak_gib=torch.cuda.max_memory_allocated()/2**30 if torch.cuda.is_available() else float('nan'),
-               loss=tr.state.log_history[-2].get('loss') if len(tr.state.log_history) > 1 else None)
-    del tr, model; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    return res
+    return finish(tr, meter)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
