@@ -70,13 +70,13 @@ def finish(tr, meter) -> dict:
     tr.model = None; del tr; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return res
 
-def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool):
+def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa'):
     from axolotl_nb.config import load_config
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
         sequence_len=2048, sample_packing=True, adapter='qlora', load_in_4bit=True, lora_r=16, lora_alpha=32,
         lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=1, max_steps=steps, learning_rate=2e-4,
         gradient_checkpointing=True, bf16=not tiny and torch.cuda.is_available(), use_tensorboard=False, logging_steps=1,
-        save_strategy='no', output_dir=str(out), bnb_4bit_compute_dtype='bfloat16', attn_implementation='sdpa'))
+        save_strategy='no', output_dir=str(out), bnb_4bit_compute_dtype='bfloat16', attn_implementation=attn))
 
 def run_ours(cfg, tok, rows, warmup) -> dict:
     import datasets
@@ -110,6 +110,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--steps', type=int, default=12); ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--tiny', action='store_true'); ap.add_argument('--workdir', default=None)
+    ap.add_argument('--attn', default='sdpa', help='our attention backend (sdpa: 4D bool mask; flex_attention: BlockMask); TRL always uses sdpa')
+    ap.add_argument('--no-write', action='store_true', help='print only')
     a = ap.parse_args()
     from axolotl_nb.models import tiny_tokenizer
     work = Path(a.workdir or tempfile.mkdtemp())
@@ -117,10 +119,12 @@ def main():
     t = time.perf_counter(); shape = make_model(work/'model', a.tiny); t_make = time.perf_counter() - t
     rows = make_rows(4000, shape['vocab_size'], 2048)
     cfg = base_cfg(work/'model', work/'out', a.steps, a.tiny)
-    res = {'axolotl_nb': run_ours(cfg, tok, rows, a.warmup), 'TRL SFTTrainer(packing=True)': run_trl(cfg, tok, rows, a.warmup)}
+    res = {'axolotl_nb': run_ours(cfg, tok, rows, a.warmup)}
+    if a.attn != 'sdpa': res[f'axolotl_nb ({a.attn})'] = run_ours(base_cfg(work/'model', work/'out', a.steps, a.tiny, a.attn), tok, rows, a.warmup)
+    res['TRL SFTTrainer(packing=True)'] = run_trl(cfg, tok, rows, a.warmup)
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'
     print(json.dumps(dict(device=dev, shape=shape, make_model_s=t_make, results=res), indent=1))
-    if a.tiny: return
+    if a.tiny or a.no_write: return
     ours = res['axolotl_nb']
     lines = [f"Command: `python bench/gpu_qlora.py --steps {a.steps}` on {dev}, torch {torch.__version__}, one process, both rows in the same run.",
              f"Model: random-init Llama-3-8B shape ({shape['params']/1e9:.2f} B params: hidden 4096, 32 layers, GQA 32/8, vocab 128256), "

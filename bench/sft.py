@@ -84,8 +84,7 @@ tokens/s = real tokens after the first (warm-up) step. Machine: {platform.machin
 {rows}
 
 Ratio ours / TRL: **{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x** tokens/s, **{ours['peak_rss_gib'] / trl['peak_rss_gib']:.2f}x** peak RSS.
-TRL's padding-free packing on sdpa isolates documents by `position_ids` only, which does not stop attention across documents
-on sdpa/eager in transformers 5 (see the multipack notebook); ours pays for an exact block-diagonal mask. The losses are not
+TRL's padding-free packing sends no mask: transformers 5 infers document boundaries from `position_ids`, which works inside SFTTrainer (it forces `use_cache=False`) but leaks once `use_cache` is on (see the throughput section); ours sends an exact block-diagonal mask. The losses are not
 comparable: TRL trains on every token (SmolLM2's chat template has no `{{% generation %}}` tags for assistant-only loss), ours
 on the assistant answers only.
 
