@@ -3,7 +3,7 @@
 Writes the `packing` section of docs/benchmarks.md. Usage: python bench/packing.py [--n 100000] [--no-write]
 """
 from __future__ import annotations
-import argparse, math, re, sys, time
+import argparse, sys, time
 from pathlib import Path
 
 import numpy as np

@@ -6,7 +6,7 @@ the variants alternating, all in this one invocation. Writes the `preference` se
     python bench/preference.py                 # SmolLM2-135M-Instruct (offline GGUF), 6 timed steps, 2 runs per variant
     python bench/preference.py --model tiny    # a tiny random Llama, for a quick check
 """
-import argparse, json, os, re, resource, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ prompt/completion conversational layout (the TRL path that masks the prompt: com
 max_length; nothing saved. Both single-process (`dataset_num_proc` unset).
 """
 from __future__ import annotations
-import argparse, importlib.util, json, math, os, platform, random, re, shutil, sys, tempfile, time
+import argparse, importlib.util, json, os, platform, random, shutil, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -6,7 +6,7 @@ Writes the `throughput` section of docs/benchmarks.md.
 Usage: python bench/throughput.py [--steps 4] [--seq 2048] [--device cpu|cuda] [--attn sdpa] [--no-write]
 """
 from __future__ import annotations
-import argparse, os, sys, time, warnings
+import argparse, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ def pad_collate(rows: list[dict], to: int | None = None) -> dict:
 
 def real_tokens(b: dict) -> int:
     if torch.is_tensor(b.get('attention_mask')) and b['attention_mask'].dim() == 2: return int(b['attention_mask'].sum())
-    pos = b['position_ids']  # packed: documents + trailing padding block; count up to the last document's end
     return int(sum(len(d) for d in doc_lengths(b)))
 
 

@@ -12,7 +12,7 @@ def main(argv:list[str]) -> int:
     path = argv[0] if argv and not argv[0].startswith('--') else str(Path(__file__).resolve().parent.parent/'examples'/'quickstart.yml')
     overrides = argv[1:] if argv and not argv[0].startswith('--') else argv
     from axolotl_nb.config import load_config, resolve_path, summary, UserError
-    from axolotl_nb.train import train, build_trainer, load_for_training
+    from axolotl_nb.train import train, build_trainer
     from axolotl_nb.inference import load_for_inference, exact_match, generate
     from axolotl_nb.data import load_datasets
     from axolotl_nb.lora import merge_lora

@@ -7,7 +7,7 @@ Tolerance: every run is fp32 and sees the same 4 examples per optimizer step (1 
 only difference is the order of floating-point reductions (all-reduce / reduce-scatter of gradients): losses must agree to
 a relative 1e-5 over 4 steps (observed: ~1e-7). QLoRA eval losses: 1e-4 (see the test).
 """
-import json, math, os, shutil, subprocess, sys, time
+import json, math, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest

@@ -105,7 +105,7 @@ def test_gpu_flash_varlen_bf16():
 @pytest.mark.skipif(not __import__('os').environ.get('AXOLOTL_NB_SLOW'), reason='slow end-to-end (set AXOLOTL_NB_SLOW=1): loads SmolLM2')
 def test_cli_evaluate_same_loss_packed_or_not(tmp_path):
     "`axolotl-nb evaluate` gives the same eval loss with eval_sample_packing on and off (token-weighted)."
-    import json, subprocess, sys
+    import subprocess, sys
     from pathlib import Path
     yml = Path(__file__).resolve().parents[1] / 'examples/quickstart.yml'
     losses = []

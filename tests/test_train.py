@@ -78,8 +78,6 @@ def test_qlora_on_cpu_loss_falls(workdir):
                                eval_steps=16, save_strategy='no', bnb_4bit_compute_dtype='float32'))
     s = train(cfg)
     assert s.steps == 16 and s.eval_loss is not None
-    import torch
-    from peft import PeftModel
     from axolotl_nb.train import evaluate
     base = evaluate(cfg.model_copy(update={'output_dir': str(workdir/'nowhere')}))['eval_loss']
     assert s.eval_loss < base - 0.1, (base, s.eval_loss)
