@@ -6,7 +6,7 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #8d43b4cb
 from __future__ import annotations
-import difflib, os, typing
+import difflib, os, socket, typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -19,7 +19,7 @@ __all__ = ['TrainOnEos', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'AXOLOT
            'SFT_TYPES', 'PREF_TYPES', 'LORA_KEYS', 'UserError', 'Problem', 'ConfigError', 'DatasetBase', 'SFTDataset',
            'PreferenceDataset', 'KTODataset', 'GRPODataset', 'TRLConfig', 'AxolotlConfig', 'suggest', 'read_yaml',
            'parse_overrides', 'deep_merge', 'dataset_model', 'pkg_path', 'check_rules', 'normalize', 'load_config',
-           'problems_of', 'summary', 'dump_yaml', 'resolve_path']
+           'problems_of', 'summary', 'dump_yaml', 'resolve_path', 'hub_reachable']
 
 # %% ../nbs/00_config.ipynb #7bca924d
 class UserError(Exception):
@@ -642,3 +642,15 @@ def resolve_path(cfg:AxolotlConfig, p:str|Path) -> Path:
     if p.is_absolute() or p.exists(): return p
     alt = cfg.config_dir / p
     return alt if alt.exists() else p
+
+# %% ../nbs/00_config.ipynb #2c9e1795
+def hub_reachable(timeout:float=3.0, # seconds to wait for the TCP connection
+                 ) -> bool:
+    "Whether the Hugging Face Hub (or `HF_ENDPOINT`) can be reached: False under `HF_HUB_OFFLINE`, else a TCP connect."
+    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'): return False
+    from urllib.parse import urlparse
+    u = urlparse(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
+    try:
+        socket.create_connection((u.hostname, u.port or 443), timeout=timeout).close()
+        return True
+    except OSError: return False
