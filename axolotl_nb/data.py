@@ -6,7 +6,8 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #3bb19b4c
 from __future__ import annotations
-import hashlib, json, logging, math, os, re, shutil, socket, uuid
+import errno, fcntl, hashlib, json, logging, math, os, re, shutil, uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -15,14 +16,14 @@ import numpy as np
 import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
-from .config import AxolotlConfig, UserError, load_config, resolve_path
+from .config import AxolotlConfig, UserError, hub_reachable, load_config, resolve_path
 from .prompts import IGNORE, DataError, get_strategy, label_view, resolve_chat_template
-from .multipack import efficiency, pack
 
 # %% auto #0
 __all__ = ['EXT', 'BUILDERS', 'CACHE_VERSION', 'CACHE_KEYS', 'source_files', 'diagnose_json', 'load_source', 'tokenize_dataset',
            'handle_lengths', 'file_digest', 'tokenizer_fingerprint', 'cache_key', 'PreprocessReport', 'length_stats',
-           'fill_packing', 'rl_lengths', 'plot_lengths', 'build', 'load_datasets', 'debug_view', 'preprocess']
+           'fill_lengths', 'fill_packing', 'rl_lengths', 'plot_lengths', 'build', 'sweep_stale', 'cache_lock',
+           'load_datasets', 'debug_view', 'preprocess']
 
 # %% ../nbs/03_data.ipynb #351700ef
 EXT = {'.json': 'json', '.jsonl': 'json', '.parquet': 'parquet', '.csv': 'csv', '.arrow': 'arrow', '.txt': 'text'}
@@ -100,17 +101,13 @@ def diagnose_json(path:Path) -> Optional[str]:
     return None
 
 # %% ../nbs/03_data.ipynb #9df11033
-def _online(host:str='huggingface.co') -> bool:
-    try: socket.getaddrinfo(host, 443); return True
-    except OSError: return False
-
 def load_source(ds:dict, cfg:AxolotlConfig) -> Dataset:
     "Load the raw rows of one dataset entry as a `datasets.Dataset`."
     files, (split, sl) = source_files(ds, cfg), _split_spec(ds.get('split', 'train'))
     p = resolve_path(cfg, ds['path'])
     if files is None:
         offline = any(os.environ.get(v, '0') not in ('0', '', 'false') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
-        if not offline and not _online():
+        if not offline and not hub_reachable():
             raise DataError(f"dataset `{ds['path']}` is not a local file or directory, and the Hugging Face Hub cannot be reached "
                             "(no network). Download it elsewhere and point `path` at the files, or check the spelling.")
         try: return load_dataset(ds['path'], ds.get('name'), split=ds.get('split', 'train'), revision=ds.get('revision'),
@@ -242,6 +239,7 @@ class PreprocessReport:
     steps_packed: Optional[int] = None; steps_unpacked: Optional[int] = None
     cache_path: str = ''; cache_hit: bool = False; histogram: Optional[str] = None; rl: Optional[str] = None
     debug: str = ''
+    swept: list = field(default_factory=list) # stale temp folders of interrupted runs removed before building
 
     def all_drops(self) -> dict:
         "Drops by reason over every dataset."
@@ -268,6 +266,7 @@ class PreprocessReport:
         r += [('drops', ', '.join(f"{k}: {v}" for k, v in self.all_drops().items()) or 'none'),
               ('cache', f"{self.cache_path} ({'hit' if self.cache_hit else 'written'})")]
         if self.histogram: r.append(('length histogram', self.histogram))
+        if self.swept: r.append(('stale temp folders removed', ', '.join(self.swept)))
         return r
 
     def __str__(self) -> str:
@@ -289,19 +288,26 @@ class PreprocessReport:
 def length_stats(lengths:np.ndarray) -> dict:
     "min / median / p95 / max of token lengths."
     if not len(lengths): return {}
-    return {'min': int(lengths.min()), 'median': int(np.median(lengths)), 'p95': int(np.percentile(lengths, 95)), 'max': int(lengths.max())}
+    return {'min': int(lengths.min()), 'median': int(np.median(lengths)), 'p95': int(np.percentile(lengths, 95)),
+            'max': int(lengths.max())}
 
-def fill_packing(rep:PreprocessReport, lengths:np.ndarray, cfg:AxolotlConfig) -> PreprocessReport:
-    "Set length stats, packing efficiency with/without packing and estimated steps per epoch on `rep`."
-    n, ws = cfg.sequence_len, int(os.environ.get('WORLD_SIZE', 1))
+def fill_lengths(rep:PreprocessReport, lengths:np.ndarray, cfg:AxolotlConfig, world_size:int=1) -> PreprocessReport:
+    "Set length stats, the padded (unpacked) efficiency and unpacked steps per epoch on `rep`."
+    n = cfg.sequence_len
     rep.lengths, rep.sequence_len, rep.sample_packing = length_stats(lengths), n, cfg.sample_packing
     if not len(lengths): return rep
-    bins = pack(np.minimum(lengths, n), n)
-    rep.packed_rows, rep.packed_efficiency = len(bins), efficiency(lengths, bins, n)
     rep.unpacked_efficiency = float(lengths.sum()) / (len(lengths) * n)
     mb, ga = cfg.micro_batch_size or 1, cfg.gradient_accumulation_steps or 1
-    rep.steps_packed = math.ceil(math.ceil(len(bins) / (mb * ws)) / ga)
-    rep.steps_unpacked = math.ceil(len(lengths) / (mb * ga * ws))
+    rep.steps_unpacked = math.ceil(len(lengths) / (mb * ga * world_size))
+    return rep
+
+# %% ../nbs/03_data.ipynb #afd15f9f
+def fill_packing(rep:PreprocessReport, packed_rows:int, packed_efficiency:float, cfg:AxolotlConfig,
+                 world_size:int=1) -> PreprocessReport:
+    "Set packed rows, packing efficiency and packed steps per epoch from a pack plan computed by the caller."
+    rep.packed_rows, rep.packed_efficiency = packed_rows, packed_efficiency
+    mb, ga = cfg.micro_batch_size or 1, cfg.gradient_accumulation_steps or 1
+    rep.steps_packed = math.ceil(math.ceil(packed_rows / (mb * world_size)) / ga)
     return rep
 
 # %% ../nbs/03_data.ipynb #a860a265
@@ -363,6 +369,9 @@ def build(cfg:AxolotlConfig, tokenizer, key:str='') -> tuple[Dataset, Optional[D
         if ev is not None:
             ev, k2, _ = _dedup(ev, seen)
             if k2: rep.drops['duplicate (eval)'] = k2
+    if not len(train):
+        drops = ', '.join(f"{k}: {v}" for k, v in rep.all_drops().items()) or 'none'
+        raise DataError(f"no training rows are left after filtering (drops — {drops}); check sequence_len and the data")
     if cfg.shuffle_merged_datasets: train = train.shuffle(seed=cfg.seed)
     if cfg.val_set_size and ev is None:
         n_ev = int(round(cfg.val_set_size * len(train))) if cfg.val_set_size < 1 else int(cfg.val_set_size)
@@ -370,7 +379,6 @@ def build(cfg:AxolotlConfig, tokenizer, key:str='') -> tuple[Dataset, Optional[D
             raise DataError(f"val_set_size: {cfg.val_set_size:g} gives {n_ev} eval rows out of {len(train)} — it must leave at least one row on each side")
         sp = train.train_test_split(test_size=n_ev, shuffle=True, seed=cfg.seed)
         train, ev = sp['train'], sp['test']
-    if not len(train): raise DataError("no training rows are left after filtering — see the drop counts; check sequence_len and the data")
     if ev is not None and not len(ev):
         raise DataError("test_datasets: no eval rows are left after filtering (every row was dropped) — check sequence_len and the eval data")
     if 'n_sup' in train.column_names:
@@ -383,7 +391,39 @@ def build(cfg:AxolotlConfig, tokenizer, key:str='') -> tuple[Dataset, Optional[D
     return train, ev, rep
 
 # %% ../nbs/03_data.ipynb #9a69b623
+def _pid_alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def sweep_stale(parent:Path, key:str) -> list[str]:
+    "Remove `.tmp-<key>-<pid>-*` folders (ours, by name) whose owner process is gone; return their names."
+    gone = []
+    for p in sorted(Path(parent).glob(f'.tmp-{key}-*')):
+        m = re.fullmatch(rf'\.tmp-{re.escape(key)}-(\d+)-[0-9a-f]{{6}}', p.name)
+        if m and p.is_dir() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    if gone: logging.getLogger('axolotl_nb').warning(f"removed {len(gone)} stale temp folder(s) of an interrupted preprocess in {parent}: {', '.join(gone)}")
+    return gone
+
+# %% ../nbs/03_data.ipynb #90aec6e8
+@contextmanager
+def cache_lock(parent:Path, key:str):
+    "An exclusive `flock` on `parent/.<key>.lock` for the duration of the block (created with the umask's mode)."
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(parent)/f'.{key}.lock', os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+# %% ../nbs/03_data.ipynb #e7f428e5
 def _write_cache(final:Path, train:Dataset, ev:Optional[Dataset], rep:PreprocessReport, seq_len:int):
+    "Write the cache into `.tmp-<hash>-<pid>-<rand>` and rename it into place (atomic; nothing left on failure)."
     tmpd = final.parent/f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmpd.mkdir(parents=True)
     try:
@@ -391,29 +431,35 @@ def _write_cache(final:Path, train:Dataset, ev:Optional[Dataset], rep:Preprocess
         if ev is not None: ev.save_to_disk(str(tmpd/'eval'))
         if 'length' in train.column_names: plot_lengths(np.asarray(train['length']), seq_len, tmpd/'lengths.png')
         (tmpd/'meta.json').write_text(json.dumps(asdict(rep), indent=1))
-        try: os.rename(tmpd, final)
-        except OSError:
-            if not (final/'meta.json').exists(): raise
-            shutil.rmtree(tmpd, ignore_errors=True)  # another process finished the same cache first
+        os.rename(tmpd, final)
     except BaseException:
-        shutil.rmtree(tmpd, ignore_errors=True); raise
+        shutil.rmtree(tmpd, ignore_errors=True)
+        raise
 
+def _read_cache(final:Path) -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
+    rep = PreprocessReport(**json.loads((final/'meta.json').read_text()))
+    train = load_from_disk(str(final/'train'))
+    ev = load_from_disk(str(final/'eval')) if (final/'eval').exists() else None
+    rep.cache_hit = True
+    return train, ev, rep
+
+# %% ../nbs/03_data.ipynb #b50a5c90
 def load_datasets(cfg:AxolotlConfig, tokenizer) -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
     "Tokenized (train, eval or None, report) for `cfg`, from the prepared-dataset cache when it is valid."
     key = cache_key(cfg, tokenizer)
     final = Path(cfg.dataset_prepared_path).expanduser()/key
-    if (final/'meta.json').exists():
-        rep = PreprocessReport(**json.loads((final/'meta.json').read_text()))
-        train = load_from_disk(str(final/'train'))
-        ev = load_from_disk(str(final/'eval')) if (final/'eval').exists() else None
-        rep.cache_hit = True
+    if (final/'meta.json').exists(): train, ev, rep = _read_cache(final)
     else:
-        train, ev, rep = build(cfg, tokenizer, key)
-        rep.cache_path = str(final.resolve())
-        rep.histogram = str(final.resolve()/'lengths.png') if 'length' in train.column_names else None
-        _write_cache(final, train, ev, rep, cfg.sequence_len)
+        with cache_lock(final.parent, key):
+            swept = sweep_stale(final.parent, key)
+            if (final/'meta.json').exists(): train, ev, rep = _read_cache(final)  # built by another process meanwhile
+            else:
+                train, ev, rep = build(cfg, tokenizer, key)
+                rep.histogram = str(final.resolve()/'lengths.png') if 'length' in train.column_names else None
+                rep.swept = swept
+                _write_cache(final, train, ev, rep, cfg.sequence_len)
     rep.cache_path = str(final.resolve())
-    if 'length' in train.column_names: fill_packing(rep, np.asarray(train['length'], dtype=np.int64), cfg)
+    if 'length' in train.column_names: fill_lengths(rep, np.asarray(train['length'], dtype=np.int64), cfg)
     elif 'prompt' in train.column_names: rl_lengths(rep, train, tokenizer, cfg.sequence_len)
     return train, ev, rep
 
@@ -428,9 +474,9 @@ def debug_view(train:Dataset, tokenizer, n:int) -> str:
     return '\n'.join(out)
 
 def preprocess(cfg:AxolotlConfig, debug:int=0, tokenizer=None) -> PreprocessReport:
-    "Tokenize and cache every dataset in `cfg`; return the report (with a token-by-token view of `debug` examples)."
+    "Transitional (until `run.preprocess` lands): `load_datasets` + `debug_view`, without the packing numbers."
     if tokenizer is None:
-        from axolotl_nb.models import load_tokenizer  # models is a higher module: imported lazily, here only
+        from axolotl_nb.models import load_tokenizer  # transitional upward import: run.preprocess replaces this function
         tokenizer = load_tokenizer(cfg)
     train, _, rep = load_datasets(cfg, tokenizer)
     if debug: rep.debug = debug_view(train, tokenizer, debug)
