@@ -6,19 +6,24 @@ bash scripts/install.sh
 . "${AXOLOTL_NB_VENV:-.venv}/bin/activate"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 MPLBACKEND=Agg
 
-if git rev-parse --git-dir >/dev/null 2>&1; then
-  echo "== nbdev-clean / nbdev-export must not change anything"
-  before=$(git status --porcelain -- nbs axolotl_nb)
-  nbdev-clean
-  nbdev-export
-  after=$(git status --porcelain -- nbs axolotl_nb)
-  if [ "$before" != "$after" ]; then
-    echo "FAIL: notebooks and axolotl_nb/ are out of sync (run nbdev-export and nbdev-clean, then commit):"
-    git status --porcelain -- nbs axolotl_nb
-    git --no-pager diff --stat -- nbs axolotl_nb
-    exit 1
-  fi
+# Content hashes of every notebook and module (names included, so a new or deleted file counts too).
+tree_hash() { find nbs axolotl_nb -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' \
+  -not -path '*/__pycache__/*' -not -path 'nbs/_*' | LC_ALL=C sort | xargs sha256sum; }
+
+echo "== nbdev-clean / nbdev-export must not change anything"
+before=$(tree_hash)
+nbdev-clean
+nbdev-export
+after=$(tree_hash)
+if [ "$before" != "$after" ]; then
+  echo "FAIL: notebooks and axolotl_nb/ are out of sync (run nbdev-export and nbdev-clean, then commit); changed files:"
+  diff <(echo "$before") <(echo "$after") | sed -n 's/^[<>] [0-9a-f]*  //p' | sort -u
+  exit 1
 fi
+python scripts/readme.py --check
+
+echo "== ruff (config in pyproject.toml)"
+ruff check .  # modules, scripts, tests, bench and the notebooks themselves
 
 echo "== nbdev-test (skipping flags: slow, cuda)"
 nbdev-test --n-workers 2 --timing
