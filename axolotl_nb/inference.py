@@ -16,7 +16,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 
 from .config import AxolotlConfig, UserError, resolve_path
 from .models import load_tokenizer
-from .train import load_trained
+from .run import load_trained
 
 # %% auto #0
 __all__ = ['Prompt', 'load_for_inference', 'render', 'sampling', 'generate', 'StopOn', 'stream', 'say', 'exact_match', 'chat',
