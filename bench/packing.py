@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from axolotl_nb.multipack import efficiency, instruction_lengths, lower_bound, pack
+from axolotl_nb.packing import efficiency, instruction_lengths, lower_bound, pack
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from axolotl_nb.multipack import MultipackBatchSampler, PackedCollator, instruction_lengths, packed_dataloader
+from axolotl_nb.attention import PackedCollator, packed_dataloader
+from axolotl_nb.packing import MultipackBatchSampler, instruction_lengths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_section  # noqa: E402
