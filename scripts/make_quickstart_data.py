@@ -2,7 +2,8 @@
 import datetime as dt, json, random, sys
 from pathlib import Path
 
-MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
+MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November',
+          'December']
 def ordinal(n:int) -> str: return f"{n}{'th' if 11 <= n % 100 <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 FORMATS = [lambda d: f"{MONTHS[d.month-1]} {d.day}, {d.year}",
            lambda d: f"{d.day} {MONTHS[d.month-1]} {d.year}",
@@ -10,7 +11,8 @@ FORMATS = [lambda d: f"{MONTHS[d.month-1]} {d.day}, {d.year}",
            lambda d: f"the {ordinal(d.day)} of {MONTHS[d.month-1]}, {d.year}",
            lambda d: f"{d.strftime('%A')}, {MONTHS[d.month-1]} {d.day}, {d.year}",
            lambda d: f"{d.day}-{MONTHS[d.month-1][:3]}-{d.year}"]
-PROMPTS = ["Convert this date to ISO 8601 (YYYY-MM-DD): {}", "Write {} as YYYY-MM-DD.", "Normalize the date to ISO format: {}"]
+PROMPTS = ["Convert this date to ISO 8601 (YYYY-MM-DD): {}", "Write {} as YYYY-MM-DD.",
+           "Normalize the date to ISO format: {}"]
 
 def example(rng:random.Random) -> dict:
     d = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(365 * 100))

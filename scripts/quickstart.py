@@ -7,21 +7,43 @@ Prints eval loss, perplexity and task accuracy (exact match on the held-out spli
 import json, shutil, sys, time
 from pathlib import Path
 
+from axolotl_nb.config import UserError, resolve_path, summary
+from axolotl_nb.rules import load_config
+
+MARKER = '.axolotl_nb_quickstart'  # written into output_dir: "this folder is a quickstart run of ours"
+
+def fresh_output_dir(out:Path) -> str|None:
+    "Make `out` an empty folder for a new run; returns why not (a message) when it holds anything we did not create."
+    if out.exists() and not out.is_dir(): return f"output_dir {out} is a file, not a folder"
+    if out.is_dir() and any(out.iterdir()):
+        if not (out/MARKER).exists():
+            return (f"output_dir {out} is not empty and holds no quickstart run, so the quickstart will not touch it; "
+                    "pass --output_dir NEW_FOLDER (or empty that folder yourself)")
+        shutil.rmtree(out)  # a previous quickstart run: it wrote the marker, so everything in it is ours to replace
+    out.mkdir(parents=True, exist_ok=True)
+    (out/MARKER).write_text("written by scripts/quickstart.py; a rerun replaces this folder\n")
+    return None
+
 def main(argv:list[str]) -> int:
     t_start = time.perf_counter()
-    path = argv[0] if argv and not argv[0].startswith('--') else str(Path(__file__).resolve().parent.parent/'examples'/'quickstart.yml')
-    overrides = argv[1:] if argv and not argv[0].startswith('--') else argv
-    from axolotl_nb.config import load_config, resolve_path, summary, UserError
+    given = bool(argv) and not argv[0].startswith('--')
+    path = argv[0] if given else str(Path(__file__).resolve().parent.parent/'examples'/'quickstart.yml')
+    overrides = argv[1:] if given else argv
+    # eval before/after is measured here, so the training loop itself skips evaluation
+    try: cfg = load_config(path, list(overrides))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg.eval_strategy = 'no'
+    print(summary(cfg), flush=True)
+    if (why := fresh_output_dir(Path(cfg.output_dir))) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    # the heavy modules (torch, transformers) load only now, so a refused output_dir is reported in a second
     from axolotl_nb.train import train, build_trainer
     from axolotl_nb.inference import load_for_inference, exact_match, generate
     from axolotl_nb.data import load_datasets
     from axolotl_nb.lora import merge_lora
-    # eval before/after is measured here, so the training loop itself skips evaluation
-    try: cfg = load_config(path, list(overrides))
-    except UserError as e: print(f"error: {e}", file=sys.stderr); return 2
-    cfg.eval_strategy = 'no'
-    print(summary(cfg), flush=True)
-    if Path(cfg.output_dir).exists(): shutil.rmtree(cfg.output_dir)  # a fresh run (the quickstart is a demo, not a resume)
     ev_path = resolve_path(cfg, cfg.test_datasets[0]['path'])
     rows = [json.loads(l) for l in ev_path.read_text().splitlines() if l.strip()]
     times, res = {}, {}
@@ -32,7 +54,8 @@ def main(argv:list[str]) -> int:
         _, eval_ds, _ = load_datasets(cfg, tok)
         m = build_trainer(cfg, model, tok, None, eval_ds, report_to='none', disable_tqdm=True).evaluate()
         acc, per = exact_match(model, tok, rows, max_new_tokens=12)
-        res[tag] = dict(model=what, eval_loss=m['eval_loss'], perplexity=m['eval_perplexity'], accuracy=acc, examples=per[:3])
+        res[tag] = dict(model=what, eval_loss=m['eval_loss'], perplexity=m['eval_perplexity'], accuracy=acc,
+                        examples=per[:3])
         times[f'evaluate ({tag})'] = time.perf_counter() - t
         print(f"\n[{tag}] {what}: eval loss {m['eval_loss']:.4f}, perplexity {m['eval_perplexity']:.3f}, "
               f"exact-match accuracy {acc:.1%} ({sum(p['correct'] for p in per)}/{len(per)})", flush=True)
@@ -41,12 +64,16 @@ def main(argv:list[str]) -> int:
     print("\n== 1. base model, before training", flush=True)
     measure('before', base_only=True)
     print("\n== 2. LoRA training", flush=True)
-    t = time.perf_counter(); s = train(cfg); times['train'] = time.perf_counter() - t
+    t = time.perf_counter()
+    s = train(cfg)
+    times['train'] = time.perf_counter() - t
     print(s, flush=True)
     print("\n== 3. trained adapter, after training", flush=True)
     measure('after', base_only=False)
     print("\n== 4. merge the adapter into the base", flush=True)
-    t = time.perf_counter(); merged = merge_lora(cfg); times['merge'] = time.perf_counter() - t
+    t = time.perf_counter()
+    merged = merge_lora(cfg)
+    times['merge'] = time.perf_counter() - t
     print(f"merged model: {merged}")
     print("\n== 5. a sample generation from the merged model", flush=True)
     t = time.perf_counter()

@@ -1,4 +1,7 @@
-"""Render nbs/index.ipynb to README.md (markdown cells verbatim, code cells as fenced python) — `python scripts/readme.py [--check]`."""
+"""Render nbs/index.ipynb to README.md (markdown cells verbatim, code cells as fenced python).
+
+    python scripts/readme.py [--check]
+"""
 import json, sys
 from pathlib import Path
 
