@@ -10,15 +10,16 @@ import argparse, sys
 from typing import Optional
 
 from . import grpo, preference, train
-from .config import UserError, dump_yaml, load_config, pkg_path, summary
+from .config import UserError, config_keys, dump_yaml, pkg_path, summary
+from .rules import load_config
 from .data import preprocess
 from .distributed import deepspeed_config, launch
 from .inference import inference
 from .lora import merge_lora
 
 # %% auto #0
-__all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'FLAGS', 'config_path', 'cmd_validate', 'cmd_preprocess', 'cmd_train', 'cmd_evaluate',
-           'cmd_merge_lora', 'cmd_inference', 'parser', 'main']
+__all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'TOOLS', 'FLAGS', 'config_path', 'cmd_validate', 'cmd_preprocess', 'cmd_train',
+           'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_config_keys', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f7d702af
 TRAIN = {None: train.train, 'dpo': preference.train, 'ipo': preference.train, 'orpo': preference.train,
@@ -79,6 +80,14 @@ def cmd_inference(cfg, args) -> int:
 COMMANDS = {'validate': cmd_validate, 'preprocess': cmd_preprocess, 'train': cmd_train, 'evaluate': cmd_evaluate,
             'merge-lora': cmd_merge_lora, 'inference': cmd_inference}
 
+# %% ../nbs/16_cli.ipynb #ccf8e4a0
+def cmd_config_keys(args) -> int:
+    "List the config keys (all, or those matching PATTERN) with class, type, default and meaning."
+    print(config_keys(args.pattern))
+    return 0
+
+TOOLS = {'config-keys': cmd_config_keys}
+
 # %% ../nbs/16_cli.ipynb #d98a4ddb
 FLAGS = {
     'preprocess': {'--debug': dict(type=int, nargs='?', const=3, default=0, metavar='N',
@@ -99,11 +108,13 @@ def parser() -> argparse.ArgumentParser:
     "The `axolotl-nb` argument parser."
     p = argparse.ArgumentParser('axolotl-nb', allow_abbrev=False,
                                 description="YAML-driven LLM fine-tuning." + _OVERRIDES)
-    sub = p.add_subparsers(dest='command', required=True, metavar='{' + ','.join(COMMANDS) + '}')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{' + ','.join([*COMMANDS, *TOOLS]) + '}')
     for name, fn in COMMANDS.items():
         s = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__ + _OVERRIDES, allow_abbrev=False)
         s.add_argument('config', metavar='CONFIG', help='the YAML config: a path or pkg://axolotl_nb/examples/<name>.yml')
         for flag, kw in FLAGS.get(name, {}).items(): s.add_argument(flag, **kw)
+    s = sub.add_parser('config-keys', help=cmd_config_keys.__doc__, description=cmd_config_keys.__doc__)
+    s.add_argument('pattern', nargs='?', metavar='PATTERN', help="substring or glob of key names, e.g. 'lora_*'")
     return p
 
 # %% ../nbs/16_cli.ipynb #40bb8345
@@ -116,6 +127,7 @@ def main(argv:Optional[list[str]]=None) -> int:
     argv, launcher_args = (argv[:argv.index('--')], argv[argv.index('--')+1:]) if '--' in argv else (argv, [])
     args, overrides = parser().parse_known_args(argv)
     try:
+        if args.command in TOOLS: return TOOLS[args.command](args)
         if getattr(args, 'launcher', 'python') != 'python':
             return launch(args.launcher, [args.command, args.config, *overrides], launcher_args)
         cfg = load_config(config_path(args.config), overrides)

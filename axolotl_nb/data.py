@@ -16,7 +16,8 @@ import numpy as np
 import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
-from .config import AxolotlConfig, UserError, hub_reachable, load_config, resolve_path
+from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
+from .rules import load_config
 from .prompts import IGNORE, DataError, get_strategy, label_view, resolve_chat_template
 
 # %% auto #0

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments, EarlyStoppingCallback
 
-from .config import AxolotlConfig, UserError, dump_yaml, load_config
+from .config import AxolotlConfig, UserError, dump_yaml
+from .rules import load_config
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'CONFIG_NAME', 'report_to', 'setup_tracking', 'build_training_args', 'LossWatchdog', 'peak_memory',

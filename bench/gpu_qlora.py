@@ -71,7 +71,7 @@ def finish(tr, meter) -> dict:
     return res
 
 def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa'):
-    from axolotl_nb.config import load_config
+    from axolotl_nb.rules import load_config
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
         sequence_len=2048, sample_packing=True, adapter='qlora', load_in_4bit=True, lora_r=16, lora_alpha=32,
         lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=1, max_steps=steps, learning_rate=2e-4,

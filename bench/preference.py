@@ -26,7 +26,7 @@ def variant(args):
     import copy, torch
     from datasets import Dataset
     from transformers import TrainerCallback, TrainingArguments
-    from axolotl_nb.config import load_config
+    from axolotl_nb.rules import load_config
     from axolotl_nb.models import load_model, load_tokenizer
     from axolotl_nb.lora import apply_lora
     from axolotl_nb.preference import PreferenceCollator, PreferenceTrainer, PrefArgs, tokenize_row, toy_preferences, toy_tokenizer

@@ -41,7 +41,7 @@ def load_tok():
 
 
 def run_ours(path:Path, tok, seq_len:int, work:Path) -> tuple[float, int, int]:
-    from axolotl_nb.config import load_config
+    from axolotl_nb.rules import load_config
     from axolotl_nb.data import load_datasets
     cfg = load_config(dict(base_model='bench', datasets=[dict(path=str(path), type='chat_template')], sequence_len=seq_len,
                            micro_batch_size=1, dataset_prepared_path=str(work/'prepared')))

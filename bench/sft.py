@@ -25,7 +25,8 @@ def _result(tc, name:str, hist:list) -> dict:
                 peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, last_loss=losses[-1] if losses else None)
 
 def worker(which:str, cfg_path:str, steps:int) -> dict:
-    from axolotl_nb.config import load_config, resolve_path
+    from axolotl_nb.config import resolve_path
+    from axolotl_nb.rules import load_config
     from axolotl_nb.train import build_trainer, build_training_args, load_for_training, _real_tokens
     cfg = load_config(cfg_path, ['--micro_batch_size', '1', '--gradient_accumulation_steps', '1', '--use_tensorboard', 'false',
                                  '--output_dir', str(ROOT/'outputs'/f'bench_sft_{which}')])

@@ -6,11 +6,18 @@ import pytest
 import torch
 import yaml
 
-from axolotl_nb.config import load_config
-from axolotl_nb.models import gguf_cache_dir, load_model, load_tokenizer, resolve_base_model, save_tiny_model, smollm2_gguf
+from axolotl_nb.rules import load_config
+from axolotl_nb.models import capture_info, gguf_cache_dir, load_model, load_tokenizer, resolve_base_model, save_tiny_model, smollm2_gguf
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 DS = [dict(path='d.jsonl', type='alpaca')]
+KILLED_CONVERSION = r'''
+import os, signal, sys
+from axolotl_nb.models import atomic_dir, gguf_cache_dir
+with atomic_dir(gguf_cache_dir(sys.argv[1]), replace=False) as tmp:
+    (tmp/'model.safetensors').write_bytes(b'half-written')
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
 
 
 def _cli(*args, cwd, env=None):
@@ -24,7 +31,15 @@ def test_gguf_convert_cache_reload(tmp_path, monkeypatch):
     monkeypatch.setenv('AXOLOTL_NB_CACHE', str(tmp_path/'cache'))
     g = smollm2_gguf()
     cfg = load_config(dict(base_model=str(g), datasets=DS, micro_batch_size=1))
-    d = resolve_base_model(cfg)
+    killed = subprocess.run([sys.executable, '-c', KILLED_CONVERSION, str(g)], env={**os.environ}, timeout=120)
+    assert killed.returncode == -9  # a conversion killed half-way: its temp folder (owner pid gone) is left behind
+    assert len(list(gguf_cache_dir(g).parent.glob('.*.tmp-*'))) == 1
+    old = os.umask(0o022)
+    try:
+        with capture_info() as msgs: d = resolve_base_model(cfg)
+    finally: os.umask(old)
+    assert any('no longer running' in m for m in msgs), msgs
+    assert d.stat().st_mode & 0o777 == 0o755 and d.parent.stat().st_mode & 0o777 == 0o755  # umask, not 0700
     assert d == gguf_cache_dir(g) and str(d).startswith(str(tmp_path/'cache'))
     assert (d/'model.safetensors').exists() and (d/'tokenizer_config.json').exists()
     assert 'quantization_config' not in (d/'config.json').read_text()
@@ -95,3 +110,75 @@ def test_merge_tied_embeddings_with_new_tokens(tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(merge_lora(cfg))
     with torch.no_grad(): torch.testing.assert_close(merged(x).logits, trained, atol=1e-4, rtol=0)
     assert merged.config.tie_word_embeddings and merged.lm_head.weight is merged.model.embed_tokens.weight
+
+
+def _adapter_run(tmp_path) -> tuple[Path, object]:
+    "A tiny base, an (untrained) LoRA adapter saved in out/, and the YAML that names both."
+    from axolotl_nb.lora import apply_lora
+    save_tiny_model(tmp_path/'base')
+    raw = dict(base_model=str(tmp_path/'base'), datasets=DS, micro_batch_size=1, adapter='lora', bf16=False,
+               lora_target_linear=True, output_dir=str(tmp_path/'out'))
+    (tmp_path/'cfg.yml').write_text(yaml.safe_dump(raw))
+    cfg = load_config(raw)
+    apply_lora(load_model(cfg, load_tokenizer(cfg)), cfg).save_pretrained(tmp_path/'out')
+    return tmp_path/'cfg.yml', cfg
+
+KILL_IN_SAVE = r'''
+import os, signal, sys, transformers
+from axolotl_nb.rules import load_config
+from axolotl_nb.lora import merge_lora
+orig = transformers.PreTrainedModel.save_pretrained
+def die(self, d, *a, **kw):
+    orig(self, d, *a, **kw)
+    os.kill(os.getpid(), signal.SIGKILL)  # like kill -9 in the middle of the merge: weights half-way to the target
+transformers.PreTrainedModel.save_pretrained = die
+merge_lora(load_config(sys.argv[1]))
+'''
+
+def test_merge_lora_killed_leaves_temp_that_next_merge_removes(tmp_path):
+    "kill -9 during merge-lora leaves .merged.tmp-<pid>-*; the next merge-lora removes it (and says so), nothing else."
+    yml, _ = _adapter_run(tmp_path)
+    out = tmp_path/'out'
+    (out/'.merged.tmp-user-notes').mkdir()  # looks like ours but has no owner file: never touched
+    r = subprocess.run([sys.executable, '-c', KILL_IN_SAVE, str(yml)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == -9, r.stderr[-2000:]
+    stale = [p for p in out.glob('.merged.tmp-*') if p.name != '.merged.tmp-user-notes']
+    assert len(stale) == 1 and any(stale[0].glob('*.safetensors')) and not (out/'merged').exists()
+    pid = stale[0].name.split('-')[1]
+    m = _cli('merge-lora', str(yml), cwd=tmp_path)
+    assert m.returncode == 0, m.stderr[-2000:]
+    assert 'no longer running' in m.stderr and pid in m.stderr, m.stderr[-2000:]
+    assert not stale[0].exists() and (out/'.merged.tmp-user-notes').is_dir()
+    assert (out/'merged'/'config.json').exists()
+    assert sorted(p.name for p in out.glob('.merged*')) == ['.merged.tmp-user-notes']
+
+
+def test_merged_folder_honours_umask(tmp_path):
+    "merged/ is created like any other folder: 0777 & ~umask (not tempfile's 0700)."
+    from axolotl_nb.lora import merge_lora
+    _, cfg = _adapter_run(tmp_path)
+    old = os.umask(0o022)
+    try: out = merge_lora(cfg)
+    finally: os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out/'model.safetensors').stat().st_mode & 0o777 == 0o644
+
+
+def test_merge_disk_full_names_file_and_keeps_previous(tmp_path, monkeypatch):
+    "ENOSPC while writing the merged weights: the error names the file and the space needed; the old merged/ is intact."
+    import safetensors
+    import transformers.modeling_utils as MU
+    from axolotl_nb.config import UserError
+    from axolotl_nb.lora import merge_lora
+    _, cfg = _adapter_run(tmp_path)
+    out = merge_lora(cfg)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    def full(tensors, filename, *a, **kw):  # what safetensors raises when the disk fills up (seen on a 64 KiB tmpfs)
+        Path(filename).write_bytes(b'partial')
+        raise safetensors.SafetensorError('Error while serializing: I/O error: No space left on device (os error 28)')
+    monkeypatch.setattr(MU, 'safe_save_file', full)
+    with pytest.raises(UserError) as e: merge_lora(cfg)
+    msg = str(e.value)
+    assert 'disk full while writing' in msg and 'model.safetensors' in msg and 'MiB' in msg and 'as before' in msg, msg
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith('.merged')] == []

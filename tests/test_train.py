@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axolotl_nb.config import load_config
+from axolotl_nb.rules import load_config
 from axolotl_nb.models import save_tiny_model
 
 WORDS = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
