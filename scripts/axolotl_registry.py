@@ -113,6 +113,26 @@ def _plugin_args(d: Path, name: str):
     return cands[0] if len(cands) == 1 else None
 
 
+def _dataset_types(root: Path) -> dict[str, list[str]]:
+    "Prompt-strategy names Axolotl accepts as `datasets[].type`: `module` (SFT) or `module.function` (dpo/kto/orpo)."
+    import ast
+    ps = root / 'axolotl' / 'prompt_strategies'
+    sft = sorted(f.stem for f in ps.glob('*.py') if not f.stem.startswith('_') and f.stem not in ('base',))
+    sft += sorted(d.name for d in ps.iterdir() if d.is_dir() and d.name not in ('dpo', 'kto', 'orpo', '__pycache__'))
+    # the older built-in prompters (axolotl/prompt_tokenizers.py), still accepted by name
+    sft += ['alpaca', 'jeopardy', 'oasst', 'gpteacher', 'reflection', 'explainchoice', 'concisechoice', 'summarizetldr']
+    out = {'sft': sorted(set(sft) - {'jinja_template_analyzer'})}
+    for kind in ('dpo', 'kto', 'orpo'):
+        names = []
+        for f in sorted((ps / kind).glob('*.py')):
+            if f.stem == '__init__': continue
+            body = ast.parse(f.read_text()).body
+            fns = [n.name for n in body if isinstance(n, ast.FunctionDef) and not n.name.startswith('_')]
+            names += [f"{f.stem}.{fn}" for fn in fns]
+        out[kind] = sorted(names)
+    return out
+
+
 def build(root: Path) -> dict:
     sys.path.insert(0, str(root))
     sys.meta_path.insert(0, _StubFinder())
@@ -133,6 +153,7 @@ def build(root: Path) -> dict:
     values['optimizer'] = sorted(set(values['optimizer']) | {o.value for o in OptimizerNames})
     values['lr_scheduler'] = sorted({s.value for s in SchedulerType} | {'one_cycle', 'rex'})
     values['adapter'] = ['lora', 'qlora', 'llama-adapter']
+    values['dataset_type'] = _dataset_types(root)
     return {
         'axolotl_version': VERSION,
         'generated_by': 'scripts/axolotl_registry.py',
