@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse, sys
 from typing import Optional
 
-from . import grpo, preference, train
+from . import grpo, preference
+from . import run as train  # the SFT run path (axolotl_nb.train was split into trainer + run)
 from .config import UserError, config_keys, dump_yaml, pkg_path, summary
 from .rules import load_config
-from .data import preprocess
+from .run import preprocess
 from .distributed import deepspeed_config, launch
 from .inference import inference
 from .lora import merge_lora

@@ -2,7 +2,7 @@
 import subprocess, sys
 from pathlib import Path
 import pytest, yaml
-from axolotl_nb.cli import COMMANDS, FLAGS, main
+from axolotl_nb.cli import COMMANDS, FLAGS, TOOLS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT/'examples').glob('*.yml'))
@@ -44,7 +44,7 @@ def test_bad_config_exit_2(tmp_path, capsys):
 def test_yaml_syntax_error_names_line(tmp_path, capsys):
     (tmp_path/'c.yml').write_text('base_model: x\ndatasets:\n  - path: [a\n')
     rc, out, err = cli(capsys, 'validate', tmp_path/'c.yml')
-    assert rc == 1 and 'c.yml:4:' in err, err
+    assert rc == 2 and 'c.yml:4:' in err, err
 
 def test_override_typed_and_validated(capsys):
     rc, out, err = cli(capsys, 'validate', ROOT/'examples'/'quickstart.yml', '--lora_r=32', '--learning_rate', '3e-4')
@@ -53,14 +53,27 @@ def test_override_typed_and_validated(capsys):
     rc, out, err = cli(capsys, 'validate', ROOT/'examples'/'quickstart.yml', '--lora_r', 'many')
     assert rc == 2 and 'lora_r' in err
 
-@pytest.mark.parametrize('cmd', list(COMMANDS))
+def test_override_without_value(capsys):
+    "`--lora_r` with no value is an error naming the override (it used to become `lora_r: true`, i.e. rank 1)."
+    rc, out, err = cli(capsys, 'validate', ROOT/'examples'/'quickstart.yml', '--lora_r')
+    assert rc != 0 and 'override --lora_r has no value' in err and 'Traceback' not in err, err
+
+def test_config_keys(capsys):
+    rc, out, err = cli(capsys, 'config-keys', 'lora_*')
+    assert rc == 0, err
+    keys = [line.split()[0] for line in out.splitlines()[1:]]
+    assert 'lora_r' in keys and 'lora_alpha' in keys and all(k.startswith('lora_') for k in keys), keys
+    rc, out, err = cli(capsys, 'config-keys')
+    assert rc == 0 and len(out.splitlines()) > 300 and 'datasets[].type' in out
+
+@pytest.mark.parametrize('cmd', [*COMMANDS, *TOOLS])
 def test_help(cmd, capsys):
-    "Each command's --help shows its own usage line, its CONFIG argument, its description and every flag it defines."
+    "Each command's --help shows its own usage line, its argument, its description and every flag it defines."
     rc, out, err = cli(capsys, cmd, '--help')
     assert rc == 0, err
     usage = out.split('\n\n')[0]
-    assert usage.startswith(f'usage: axolotl-nb {cmd} ') and 'CONFIG' in usage, out
-    assert COMMANDS[cmd].__doc__ in out
+    assert usage.startswith(f'usage: axolotl-nb {cmd} ') and ('PATTERN' if cmd in TOOLS else 'CONFIG') in usage, out
+    assert (COMMANDS | TOOLS)[cmd].__doc__ in ' '.join(out.split())  # argparse re-wraps the description
     for flag in FLAGS.get(cmd, {}): assert flag in out, (cmd, flag)
 
 def test_module_entry_point():
