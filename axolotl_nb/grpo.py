@@ -6,19 +6,24 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/grpo.html.md"""
 
 # %% ../nbs/13_grpo.ipynb #5c1a9bce
 from __future__ import annotations
-import importlib, math, os, re, socket, sys
+import copy, importlib, importlib.util, re, socket, sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-import torch
 from torch import Tensor
+from trl import GRPOConfig, GRPOTrainer
 
-from .config import AxolotlConfig, UserError, load_config
+from .config import AxolotlConfig, UserError
+from .data import load_datasets
+from . import run
+from .run import Method
+from .trainer import build_callbacks, build_training_args
 
 # %% auto #0
-__all__ = ['ANSWER_RE', 'NUMBER_RE', 'BUILTIN_REWARDS', 'group_advantages', 'completion_text', 'extract_answer',
+__all__ = ['ANSWER_RE', 'NUMBER_RE', 'BUILTIN_REWARDS', 'GRPO', 'group_advantages', 'completion_text', 'extract_answer',
            'reward_exact_answer', 'reward_format', 'load_reward_func', 'load_reward_funcs', 'check_vllm_server',
-           'grpo_args', 'truncate_prompts', 'build_grpo_trainer', 'train', 'evaluate']
+           'grpo_args', 'truncate_prompts', 'grpo_data', 'check_vllm', 'build_grpo_trainer', 'grpo_metrics', 'train',
+           'evaluate']
 
 # %% ../nbs/13_grpo.ipynb #0ee2b284
 def group_advantages(rewards:Tensor, # (n_prompts × G,) rewards, the G completions of a prompt adjacent
@@ -65,31 +70,50 @@ def reward_format(prompts:list=None, completions:list=None, **kw) -> list[float]
                          and bool(ANSWER_RE.split(lines[-1])[-1].strip())))
     return out
 
-# %% ../nbs/13_grpo.ipynb #029354cb
+# %% ../nbs/13_grpo.ipynb #e8cba0f8
 BUILTIN_REWARDS = {'exact_answer': reward_exact_answer, 'format': reward_format}
 
-def load_reward_func(name:str, search:list[Path]=()) -> Callable:
+def _local_origin(top:str, search:list[Path]) -> Optional[Path]:
+    "Where module `top` would load from, when that is inside one of the `search` folders (config dir, cwd)."
+    spec = importlib.util.find_spec(top)
+    origin = Path(spec.origin or next(iter(spec.submodule_search_locations or []), '')) if spec else None
+    if top == 'axolotl_nb' or origin is None: return None
+    return origin if any(origin.resolve().is_relative_to(Path(p).resolve()) for p in search) else None
+
+def _say(msg:str): print(msg, file=sys.stderr)
+
+# %% ../nbs/13_grpo.ipynb #6117003f
+def load_reward_func(name:str, # a built-in name or `module.function`
+                     search:list[Path]=(), # folders searched for modules (the config's folder, cwd)
+                     trust_remote_code:bool=False, # allow modules found in `search`
+                     say:Callable=_say) -> Callable:
     "A reward function from a built-in name or a dotted `module.function` path (imported now)."
     if name in BUILTIN_REWARDS: return BUILTIN_REWARDS[name]
     mod, _, fn = name.rpartition('.')
-    if not mod: raise UserError(f"trl.reward_funcs: `{name}` is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor a dotted path "
-                                "`module.function` — fix: e.g. `axolotl_nb.grpo.reward_exact_answer` or `my_rewards.score`")
+    if not mod: raise UserError(f"trl.reward_funcs: `{name}` is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor a "
+                                "dotted path `module.function` — fix: e.g. `axolotl_nb.grpo.reward_format` or `my_rewards.score`")
     added = [str(p) for p in search if str(p) not in sys.path]
     sys.path[:0] = added
-    try: m = importlib.import_module(mod)
+    try:
+        local = _local_origin(mod.split('.')[0], search)
+        if local and not trust_remote_code:
+            raise UserError(f"trl.reward_funcs: `{name}` would run {local}, code from the config's folder or the working "
+                            "directory — set `trust_remote_code: true` to allow it")
+        m = importlib.import_module(mod)
     except ModuleNotFoundError as e:
-        raise UserError(f"trl.reward_funcs: cannot import module `{mod}` for `{name}` ({e.msg}) — fix: put `{mod.replace('.', '/')}.py` "
-                        "next to the config or on PYTHONPATH, or install its package") from None
+        raise UserError(f"trl.reward_funcs: cannot import module `{mod}` for `{name}` ({e.msg}) — fix: put "
+                        f"`{mod.replace('.', '/')}.py` next to the config or on PYTHONPATH, or install its package") from None
     finally:
         for p in added: sys.path.remove(p)
     f = getattr(m, fn, None)
-    if not callable(f): raise UserError(f"trl.reward_funcs: module `{mod}` has no function `{fn}` — fix: check the name in `{name}`")
+    if not callable(f): raise UserError(f"trl.reward_funcs: module `{mod}` has no function `{fn}` — fix: check `{name}`")
+    if local: say(f"trl.reward_funcs: running `{fn}` from {m.__file__} (trust_remote_code: true)")
     return f
 
 def load_reward_funcs(cfg:AxolotlConfig) -> list[Callable]:
     "The reward functions `cfg.trl.reward_funcs` names, in order."
     search = [Path.cwd(), Path(cfg.config_dir)]
-    return [load_reward_func(n, search) for n in cfg.trl.reward_funcs or []]
+    return [load_reward_func(n, search, cfg.trust_remote_code) for n in cfg.trl.reward_funcs or []]
 
 # %% ../nbs/13_grpo.ipynb #ec2d5e8c
 def check_vllm_server(host:str='0.0.0.0', port:int=8000, timeout:float=2.0) -> None:
@@ -102,10 +126,9 @@ def check_vllm_server(host:str='0.0.0.0', port:int=8000, timeout:float=2.0) -> N
                         f"`trl vllm-serve --model <base_model> --port {port}`, set trl.vllm_server_host/vllm_server_port, "
                         "or set `trl.use_vllm: false` to generate with transformers") from None
 
-# %% ../nbs/13_grpo.ipynb #974821e2
+# %% ../nbs/13_grpo.ipynb #46cb182d
 def grpo_args(cfg:AxolotlConfig, **extra) -> dict:
     "`GRPOConfig` keyword arguments for `cfg`."
-    from axolotl_nb.train import build_training_args
     t = cfg.trl
     kw = build_training_args(cfg) | dict(num_generations=t.num_generations or 8, beta=t.beta if t.beta is not None else 0.0,
                                           max_completion_length=t.max_completion_length or 256)
@@ -125,64 +148,55 @@ def truncate_prompts(ds, tokenizer, max_prompt_length:Optional[int]):
         return {'prompt': tokenizer.decode(ids[-max_prompt_length:]) if len(ids) > max_prompt_length else r['prompt']}
     return ds.map(cut, desc='truncating prompts')
 
-def build_grpo_trainer(cfg:AxolotlConfig, model=None, tokenizer=None, train_ds=None, eval_ds=None, reward_funcs=None, **extra):
-    "A TRL `GRPOTrainer` for `cfg`; loads whatever is not passed in."
-    if cfg.rl != 'grpo': raise UserError(f"rl: {cfg.rl} — the GRPO trainer needs `rl: grpo`")
-    if cfg.trl.use_vllm:
-        check_vllm_server(cfg.trl.vllm_server_host or '0.0.0.0', cfg.trl.vllm_server_port or 8000)
-        if importlib.util.find_spec('vllm') is None:
-            raise UserError("trl.use_vllm needs the `vllm` package in this environment — `pip install vllm`, or set `trl.use_vllm: false`")
-    from trl import GRPOConfig, GRPOTrainer
-    from axolotl_nb.train import build_callbacks, setup_tracking
-    reward_funcs = reward_funcs or load_reward_funcs(cfg)
-    if tokenizer is None:
-        from axolotl_nb.models import load_tokenizer
-        tokenizer = load_tokenizer(cfg)
-    if train_ds is None and eval_ds is None:
-        from axolotl_nb.data import load_datasets
-        train_ds, eval_ds, _ = load_datasets(cfg, tokenizer)
+# %% ../nbs/13_grpo.ipynb #41aa8ca8
+def grpo_data(cfg:AxolotlConfig, tokenizer) -> tuple:
+    "(train_ds, eval_ds|None, report): GRPO prompts (and answer columns), truncated to `trl.max_prompt_length`."
+    train_ds, eval_ds, rep = load_datasets(cfg, tokenizer)
     for ds in (train_ds, eval_ds):
         if ds is not None and 'prompt' not in ds.column_names:
-            raise UserError(f"rl: grpo needs a `prompt` column; the dataset has {ds.column_names} — set `field_prompt` on the dataset")
-    train_ds, eval_ds = (truncate_prompts(d, tokenizer, cfg.trl.max_prompt_length) for d in (train_ds, eval_ds))
-    if model is None:
-        from axolotl_nb.models import load_model
-        model = load_model(cfg, tokenizer)
-        if cfg.adapter:
-            from axolotl_nb.lora import apply_lora
-            model = apply_lora(model, cfg)
-    if model.generation_config is not None and tokenizer.pad_token_id is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
-    setup_tracking(cfg)
-    tokenizer.padding_side = 'left'  # generation pads prompts on the left
-    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=GRPOConfig(**grpo_args(cfg, **extra)), train_dataset=train_ds,
-                       eval_dataset=eval_ds, processing_class=tokenizer, callbacks=build_callbacks(cfg))
+            raise UserError(f"rl: grpo needs a `prompt` column; the dataset has {ds.column_names} — "
+                            "set `field_prompt` on the dataset")
+    n = cfg.trl.max_prompt_length
+    return truncate_prompts(train_ds, tokenizer, n), truncate_prompts(eval_ds, tokenizer, n), rep
 
-# %% ../nbs/13_grpo.ipynb #9d131ac8
-def train(cfg:AxolotlConfig):
-    "GRPO-train as `cfg` says; saves adapter/model, tokenizer and config; returns a `TrainSummary`."
-    import json
-    from dataclasses import asdict
-    from transformers import set_seed
-    from axolotl_nb.train import (CONFIG_NAME, LossWatchdog, SummaryCallback, TrainSummary, peak_memory, resume_checkpoint, save_final)
-    set_seed(cfg.seed)
-    trainer = build_grpo_trainer(cfg)
-    ckpt = resume_checkpoint(cfg)
-    trainer.train(resume_from_checkpoint=ckpt)
-    out = save_final(trainer, cfg, trainer.processing_class)
-    hist = trainer.state.log_history
-    last = lambda k: next((h[k] for h in reversed(hist) if k in h), None)
-    cb = {type(c): c for c in trainer.callback_handler.callbacks}
-    mem, kind = peak_memory()
-    s = TrainSummary(str(out), steps=trainer.state.global_step, epochs=trainer.state.epoch or 0.0, seconds=cb[SummaryCallback].seconds,
-                     tokens=int(last('num_tokens') or 0), peak_mem_gib=mem, mem_kind=kind, train_loss=last('loss'),
-                     eval_loss=last('eval_loss'), resumed_from=ckpt, stopped=cb[LossWatchdog].message,
-                     paths={'model': str(out), 'config': str(out / CONFIG_NAME)})
-    if trainer.is_world_process_zero():
-        rw = [h['reward'] for h in hist if 'reward' in h]
-        (out / 'training_summary.json').write_text(json.dumps(asdict(s) | {'rewards': rw}, indent=1))
-    return s
+def check_vllm(cfg:AxolotlConfig):
+    "With `trl.use_vllm`: a reachable server and the `vllm` package, else a `UserError` naming the fix."
+    if not cfg.trl.use_vllm: return
+    check_vllm_server(cfg.trl.vllm_server_host or '0.0.0.0', cfg.trl.vllm_server_port or 8000)
+    if importlib.util.find_spec('vllm') is None:
+        raise UserError("trl.use_vllm needs the `vllm` package in this environment — `pip install vllm`, "
+                        "or set `trl.use_vllm: false`")
+
+# %% ../nbs/13_grpo.ipynb #53f495c1
+def build_grpo_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, # what the run loaded
+                       reward_funcs:Optional[list]=None, # default: `load_reward_funcs(cfg)`
+                       callbacks:Optional[list]=None, # default: `build_callbacks(cfg, factor=None)`
+                       **extra) -> GRPOTrainer: # `GRPOConfig` overrides
+    "A TRL `GRPOTrainer` for `cfg`."
+    if cfg.rl != 'grpo': raise UserError(f"rl: {cfg.rl} — the GRPO trainer needs `rl: grpo`")
+    check_vllm(cfg)
+    reward_funcs = reward_funcs or load_reward_funcs(cfg)
+    if tokenizer.padding_side != 'left':
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.padding_side = 'left'  # generation pads prompts on the left
+    gc = getattr(model, 'generation_config', None)
+    if gc is not None and tokenizer.pad_token_id is not None: gc.pad_token_id = tokenizer.pad_token_id
+    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=GRPOConfig(**grpo_args(cfg, **extra)),
+                       train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                       callbacks=callbacks or build_callbacks(cfg, factor=None))
+
+# %% ../nbs/13_grpo.ipynb #a3a31e7e
+def grpo_metrics(log_history:list[dict]) -> dict:
+    "The last logged mean reward (overall and per reward function)."
+    last = next((h for h in reversed(log_history) if 'reward' in h), {})
+    return {k: v for k, v in last.items() if k == 'reward' or k.startswith('rewards/')}
+
+GRPO = Method('grpo', load_data=grpo_data, build_trainer=build_grpo_trainer, metrics=grpo_metrics, watchdog_factor=None)
+
+def train(cfg:AxolotlConfig) -> run.TrainSummary:
+    "GRPO-train as `cfg` says (`run.train` with this method)."
+    return run.train(cfg, GRPO)
 
 def evaluate(cfg:AxolotlConfig) -> dict:
-    "Mean rewards of completions generated on the eval split by the trained adapter/model in output_dir (or the base)."
-    from axolotl_nb.train import evaluate_with
-    return evaluate_with(cfg, lambda c, m, t, e: build_grpo_trainer(c, m, t, None, e, report_to='none'))
+    "Mean rewards of completions generated on the eval split by what `cfg` trained (`run.evaluate` with this method)."
+    return run.evaluate(cfg, GRPO)

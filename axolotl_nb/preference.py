@@ -6,24 +6,30 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/preference.html.md"""
 
 # %% ../nbs/12_preference.ipynb #67de02a3
 from __future__ import annotations
-import contextlib, copy, json, math, random
+import contextlib, copy, math
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import Tensor
 from transformers import Trainer, TrainingArguments
 
-from .config import AxolotlConfig, UserError, load_config
+from .config import AxolotlConfig, UserError
+from .data import load_datasets
+from .distributed import world_size
+from .models import load_model
+from . import run
+from .run import Method
+from .trainer import build_callbacks, build_training_args, steps_per_epoch
 
 # %% auto #0
-__all__ = ['TOY_WORDS', 'TOY_TEMPLATE', 'POLITE', 'RUDE', 'ASKS', 'NEEDS_REF', 'PrefLoss', 'dpo_loss', 'ipo_loss', 'log1mexp',
-           'orpo_loss', 'kto_loss', 'simpo_loss', 'sequence_logps', 'concatenated_forward', 'tokenize_row',
-           'toy_tokenizer', 'toy_preferences', 'PreferenceCollator', 'PrefArgs', 'preference_loss', 'PreferenceTrainer',
-           'load_preference_data', 'load_policy', 'build_preference_trainer', 'PrefSummary', 'train', 'evaluate']
+__all__ = ['NEEDS_REF', 'PREF_METRICS', 'PREFERENCE', 'PrefLoss', 'dpo_loss', 'ipo_loss', 'log1mexp', 'orpo_loss', 'kto_loss',
+           'simpo_loss', 'sequence_logps', 'concatenated_forward', 'tokenize_row', 'PreferenceCollator', 'PrefArgs',
+           'preference_loss', 'PreferenceTrainer', 'load_preference_data', 'preference_kwargs',
+           'build_preference_trainer', 'preference_metrics', 'method', 'train', 'evaluate']
 
 # %% ../nbs/12_preference.ipynb #7cde1722
 class PrefLoss(NamedTuple):
@@ -154,34 +160,6 @@ def tokenize_row(row:dict, tok, max_length:int=2048, max_prompt_length:Optional[
     if 'label' in row: out['label'] = bool(row['label'])
     return out
 
-# %% ../nbs/12_preference.ipynb #80858d2b
-TOY_WORDS = ('please help me with my task can you do it now question answer thank you kindly certainly happy to '
-             'of course go away no stop asking never bother leave').split()
-
-TOY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}question {{ m['content'] }} {% else %}answer {{ m['content'] }} <eos> "
-                "{% endif %}{% endfor %}{% if add_generation_prompt %}answer {% endif %}")
-
-def toy_tokenizer():
-    "A ~40-token word-level tokenizer (pad, eos, unk + `TOY_WORDS`) for fast tests."
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(['<pad>', '<eos>', '<unk>', *TOY_WORDS]))}
-    t = Tokenizer(models.WordLevel(vocab, unk_token='<unk>')); t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, pad_token='<pad>', eos_token='<eos>', unk_token='<unk>')
-    tok.chat_template = TOY_TEMPLATE
-    return tok
-
-POLITE = ['thank you kindly', 'certainly happy to help', 'of course happy to help', 'certainly thank you']
-RUDE = ['go away', 'no stop asking', 'never bother me', 'leave now']
-ASKS = ['please help me', 'can you help me with my task', 'help me now', 'question can you do it', 'please do my task now']
-
-def toy_preferences(n:int=32, seed:int=0, kto:bool=False) -> list[dict]:
-    "Separable toy preferences: a request, a polite (chosen) and a rude (rejected) reply; or KTO rows (`kto=True`)."
-    r = random.Random(seed)
-    rows = [dict(prompt=r.choice(ASKS), chosen=r.choice(POLITE), rejected=r.choice(RUDE)) for _ in range(n)]
-    if not kto: return rows
-    return [dict(prompt=d['prompt'], completion=d['chosen'] if i % 2 == 0 else d['rejected'], label=i % 2 == 0) for i, d in enumerate(rows)]
-
 # %% ../nbs/12_preference.ipynb #9e40b9e5
 @dataclass
 class PreferenceCollator:
@@ -193,7 +171,9 @@ class PreferenceCollator:
         att, lab = torch.zeros_like(ids), torch.full_like(ids, -100)
         for i, (p, c) in enumerate(seqs):
             n = len(p) + len(c)
-            ids[i, :n] = torch.tensor(p + c); att[i, :n] = 1; lab[i, len(p):n] = torch.tensor(c)
+            ids[i, :n] = torch.tensor(p + c)
+            att[i, :n] = 1
+            lab[i, len(p):n] = torch.tensor(c)
         return dict(input_ids=ids, attention_mask=att, labels=lab)
     def __call__(self, rows:list[dict]) -> dict:
         if 'chosen_ids' in rows[0]:
@@ -233,182 +213,158 @@ def preference_loss(a:PrefArgs, pol:dict, ref:Optional[dict]=None, label:Optiona
     if a.rl == 'kto': return kto_loss(c, ref['chosen_logps'], label, r, ref['rejected_logps'], a.beta, a.desirable_weight, a.undesirable_weight)
     raise ValueError(f"unknown preference method {a.rl!r}")
 
-# %% ../nbs/12_preference.ipynb #11c548af
+# %% ../nbs/12_preference.ipynb #d12af174
 class PreferenceTrainer(Trainer):
     "A `Trainer` for DPO/IPO/ORPO/KTO/SimPO on batches from `PreferenceCollator`."
     def __init__(self, *args, pref:PrefArgs, # the method and its hyper-parameters
                  ref_model=None, # frozen reference (full fine-tune); None with LoRA = adapter-disabled base
                  **kw):
         super().__init__(*args, **kw)
-        self.pref, self.ref_model = pref, ref_model
-        self.tokens_seen = 0
+        self.pref, self.ref_model, self.tokens_seen = pref, ref_model, 0
         self.model_accepts_loss_kwargs = False  # our loss is a per-example mean: let Trainer scale for accumulation
         self._stats = {'train': defaultdict(list), 'eval': defaultdict(list)}
         if ref_model is not None: self.ref_model = ref_model.to(self.args.device).eval().requires_grad_(False)
         elif pref.rl in NEEDS_REF and not hasattr(self.accelerator.unwrap_model(self.model), 'disable_adapter'):
-            raise UserError(f"rl: {pref.rl} needs a reference model: pass ref_model= for full fine-tuning, or train an adapter")
+            raise UserError(f"rl: {pref.rl} needs a reference model: pass ref_model= for full fine-tuning, "
+                            "or train an adapter")
 
-    @contextlib.contextmanager
-    def reference(self, model):
-        "Context giving the reference model: the frozen copy, or `model` with its adapter disabled."
-        if self.ref_model is not None: yield self.ref_model; return
-        with self.accelerator.unwrap_model(model).disable_adapter(): yield model
+# %% ../nbs/12_preference.ipynb #9e28ede3
+@patch
+@contextlib.contextmanager
+def reference(self:PreferenceTrainer, model):
+    "Context giving the reference model: the frozen copy, or `model` with its adapter disabled."
+    if self.ref_model is not None:
+        yield self.ref_model
+        return
+    with self.accelerator.unwrap_model(model).disable_adapter(): yield model
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        pol = concatenated_forward(model, inputs)
-        if model.training: self.tokens_seen += int(inputs['attention_mask'].sum())
-        ref = None
-        if self.pref.rl in NEEDS_REF:
-            with torch.no_grad(), self.reference(model) as rm: ref = concatenated_forward(rm, inputs)
-        out = preference_loss(self.pref, pol, ref, inputs.get('label'))
-        loss = out.losses.mean()
-        self._record(out, pol, inputs.get('label'), loss)
-        return (loss, None) if return_outputs else loss
+# %% ../nbs/12_preference.ipynb #b781bdc3
+@patch
+def compute_loss(self:PreferenceTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
+    "The preference loss of one batch (mean over its examples)."
+    pol = concatenated_forward(model, inputs)
+    if model.training: self.tokens_seen += int(inputs['attention_mask'].sum())
+    ref = None
+    if self.pref.rl in NEEDS_REF:
+        with torch.no_grad(), self.reference(model) as rm: ref = concatenated_forward(rm, inputs)
+    out = preference_loss(self.pref, pol, ref, inputs.get('label'))
+    loss = out.losses.mean()
+    self._record(out, pol, inputs.get('label'), loss)
+    return (loss, None) if return_outputs else loss
 
-    def _record(self, out:PrefLoss, pol:dict, label, loss):
-        s = self._stats['train' if self.model.training else 'eval']
-        cr, rr = out.chosen_rewards.float(), out.rejected_rewards.float()
-        if label is None:
-            s['rewards/accuracies'].append((cr > rr).float().mean().item()); s['rewards/margins'].append((cr - rr).mean().item())
-            s['logps/chosen'].append(pol['chosen_logps'].mean().item()); s['logps/rejected'].append(pol['rejected_logps'].mean().item())
-        else:
-            lab = label.bool()
-            s['rewards/accuracies'].append(((cr > 0).sum() + (rr < 0).sum()).item() / max(1, len(lab)))
-            if len(cr) and len(rr): s['rewards/margins'].append((cr.mean() - rr.mean()).item())
-            if lab.any(): s['logps/chosen'].append(pol['chosen_logps'][lab].mean().item())
-            if (~lab).any(): s['logps/rejected'].append(pol['chosen_logps'][~lab].mean().item())
-        if len(cr): s['rewards/chosen'].append(cr.mean().item())
-        if len(rr): s['rewards/rejected'].append(rr.mean().item())
-        for k, v in out.metrics.items(): s[k].append(float(v))
-        if not self.model.training: s['loss'].append(loss.item())
+# %% ../nbs/12_preference.ipynb #c04e0726
+@patch
+def _record(self:PreferenceTrainer, out:PrefLoss, pol:dict, label, loss):
+    "Append this batch's rewards, accuracies, margins and log-probs to the train or eval statistics."
+    s, mean = self._stats['train' if self.model.training else 'eval'], lambda x: x.float().mean().item()
+    cr, rr, lc = out.chosen_rewards.float(), out.rejected_rewards.float(), pol['chosen_logps']
+    if label is None:
+        s['rewards/accuracies'].append(mean(cr > rr))
+        s['rewards/margins'].append(mean(cr - rr))
+        s['logps/chosen'].append(mean(lc))
+        s['logps/rejected'].append(mean(pol['rejected_logps']))
+    else:
+        lab = label.bool()
+        s['rewards/accuracies'].append(((cr > 0).sum() + (rr < 0).sum()).item() / max(1, len(lab)))
+        if len(cr) and len(rr): s['rewards/margins'].append((cr.mean() - rr.mean()).item())
+        if lab.any(): s['logps/chosen'].append(mean(lc[lab]))
+        if (~lab).any(): s['logps/rejected'].append(mean(lc[~lab]))
+    if len(cr): s['rewards/chosen'].append(cr.mean().item())
+    if len(rr): s['rewards/rejected'].append(rr.mean().item())
+    for k, v in out.metrics.items(): s[k].append(float(v))
+    if not self.model.training: s['loss'].append(loss.item())
 
-    def _pop(self, mode:str, prefix:str='') -> dict:
-        st = self._stats[mode]; out = {prefix + k: sum(v) / len(v) for k, v in st.items() if v}
-        st.clear(); return out
+# %% ../nbs/12_preference.ipynb #fd3864d2
+@patch
+def _pop(self:PreferenceTrainer, mode:str, prefix:str='') -> dict:
+    "Means of the recorded statistics of `mode` (then cleared)."
+    st = self._stats[mode]
+    out = {prefix + k: sum(v) / len(v) for k, v in st.items() if v}
+    st.clear()
+    return out
 
-    def log(self, logs:dict, *args, **kw):
-        if 'loss' in logs: logs = logs | {k: v for k, v in self._pop('train').items() if k != 'loss'}
-        super().log(logs, *args, **kw)
+@patch
+def log(self:PreferenceTrainer, logs:dict, *args, **kw):
+    if 'loss' in logs: logs = logs | {k: v for k, v in self._pop('train').items() if k != 'loss'}
+    Trainer.log(self, logs, *args, **kw)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(): loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+@patch
+def prediction_step(self:PreferenceTrainer, model, inputs, prediction_loss_only, ignore_keys=None):
+    inputs = self._prepare_inputs(inputs)
+    with torch.no_grad(): loss = self.compute_loss(model, inputs)
+    return loss.detach(), None, None
 
-    def evaluation_loop(self, *args, **kw):
-        out = super().evaluation_loop(*args, **kw)
-        prefix = kw.get('metric_key_prefix', args[4] if len(args) > 4 else 'eval')
-        out.metrics.update({k: v for k, v in self._pop('eval', prefix + '_').items() if k != f'{prefix}_loss'})
-        return out
+@patch
+def evaluation_loop(self:PreferenceTrainer, *args, **kw):
+    out = Trainer.evaluation_loop(self, *args, **kw)
+    prefix = kw.get('metric_key_prefix', args[4] if len(args) > 4 else 'eval')
+    out.metrics.update({k: v for k, v in self._pop('eval', prefix + '_').items() if k != f'{prefix}_loss'})
+    return out
 
 # %% ../nbs/12_preference.ipynb #98eb4afa
 def _tokenize_ds(ds, tok, cfg:AxolotlConfig):
     if ds is None or 'prompt_ids' in ds.column_names: return ds
-    kw = dict(max_length=cfg.sequence_len, max_prompt_length=cfg.trl.max_prompt_length, max_completion_length=cfg.trl.max_completion_length)
+    t = cfg.trl
+    kw = dict(max_length=cfg.sequence_len, max_prompt_length=t.max_prompt_length, max_completion_length=t.max_completion_length)
     need = {'prompt', 'completion', 'label'} if cfg.rl == 'kto' else {'prompt', 'chosen', 'rejected'}
     if missing := need - set(ds.column_names):
-        raise UserError(f"rl: {cfg.rl} needs columns {sorted(need)}; missing {sorted(missing)} (the dataset has {ds.column_names}) — check the dataset `type`")
+        raise UserError(f"rl: {cfg.rl} needs columns {sorted(need)}; missing {sorted(missing)} (the dataset has "
+                        f"{ds.column_names}) — check the dataset `type`")
     return ds.map(lambda r: tokenize_row(r, tok, **kw), remove_columns=ds.column_names, desc='tokenizing')
 
 def load_preference_data(cfg:AxolotlConfig, tokenizer) -> tuple:
-    "(train_ds, eval_ds|None) of tokenized preference/KTO rows for `cfg`."
-    from axolotl_nb.data import load_datasets
-    train_ds, eval_ds, _ = load_datasets(cfg, tokenizer)
-    return _tokenize_ds(train_ds, tokenizer, cfg), _tokenize_ds(eval_ds, tokenizer, cfg)
+    "(train_ds, eval_ds|None, report) of tokenized preference/KTO rows for `cfg`."
+    train_ds, eval_ds, rep = load_datasets(cfg, tokenizer)
+    return _tokenize_ds(train_ds, tokenizer, cfg), _tokenize_ds(eval_ds, tokenizer, cfg), rep
 
-# %% ../nbs/12_preference.ipynb #d1161a64
-def load_policy(cfg:AxolotlConfig, tokenizer) -> tuple:
-    "(model, ref_model|None): the model to train (with LoRA when configured) and, for full fine-tunes that need one, a frozen copy."
-    from axolotl_nb.models import load_model
-    model = load_model(cfg, tokenizer)
-    ref = None
-    if cfg.rl in NEEDS_REF and not cfg.adapter: ref = copy.deepcopy(model).eval().requires_grad_(False)
-    if cfg.adapter:
-        from axolotl_nb.lora import apply_lora
-        model = apply_lora(model, cfg)
-        if cfg.rl in NEEDS_REF and cfg.lora_model_dir and not (cfg.load_in_4bit or cfg.load_in_8bit):
-            # continuing an adapter: the reference is the starting policy (base + that adapter), not the bare base
-            ref = copy.deepcopy(model).merge_and_unload().eval().requires_grad_(False)
-    return model, ref
+# %% ../nbs/12_preference.ipynb #6cd0518a
+def preference_kwargs(cfg:AxolotlConfig, model, tokenizer, kind:str) -> dict:
+    "The reference model for `kind` (train, adapter, full, base): `{'ref_model': …}` or `{}`."
+    if cfg.rl not in NEEDS_REF or kind == 'adapter': return {}
+    if kind == 'full': return {'ref_model': load_model(cfg, tokenizer, for_training=False)}
+    if kind == 'base': return {'ref_model': model}
+    frozen = lambda m: m.eval().requires_grad_(False)
+    if not cfg.adapter: return {'ref_model': frozen(copy.deepcopy(model))}
+    if cfg.lora_model_dir and not (cfg.load_in_4bit or cfg.load_in_8bit):
+        # continuing an adapter: the reference is the starting policy (base + that adapter), not the bare base
+        return {'ref_model': frozen(copy.deepcopy(model).merge_and_unload())}
+    return {}
 
-def build_preference_trainer(cfg:AxolotlConfig, model=None, tokenizer=None, train_ds=None, eval_ds=None, ref_model=None, **extra) -> PreferenceTrainer:
-    "A `PreferenceTrainer` for `cfg`; loads whatever is not passed in (tokenizer, data, model + reference)."
-    from axolotl_nb.distributed import world_size
-    from axolotl_nb.train import build_training_args, build_callbacks, setup_tracking
+# %% ../nbs/12_preference.ipynb #ee3e0a3a
+def build_preference_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, # what the run loaded
+                             ref_model=None, # frozen reference (see `preference_kwargs`)
+                             callbacks:Optional[list]=None, # default: `build_callbacks(cfg)`
+                             **extra) -> PreferenceTrainer: # `TrainingArguments` overrides
+    "A `PreferenceTrainer` for `cfg`."
     if not cfg.is_preference: raise UserError(f"rl: {cfg.rl} is not a preference method (dpo, ipo, orpo, kto, simpo)")
-    if tokenizer is None:
-        from axolotl_nb.models import load_tokenizer
-        tokenizer = load_tokenizer(cfg)
-    if train_ds is None and eval_ds is None: train_ds, eval_ds = load_preference_data(cfg, tokenizer)
-    if model is None: model, ref_model = load_policy(cfg, tokenizer)
-    setup_tracking(cfg)
     spe = None
-    if train_ds is not None:
-        n = math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size()))
-        spe = max(1, math.ceil(n / (cfg.gradient_accumulation_steps or 1)))
+    if train_ds is not None: spe = steps_per_epoch(cfg, math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size())))
     args = TrainingArguments(**build_training_args(cfg, steps_per_epoch=spe, **extra))
-    return PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                             data_collator=PreferenceCollator(tokenizer.pad_token_id), callbacks=build_callbacks(cfg),
-                             pref=PrefArgs.from_cfg(cfg), ref_model=ref_model)
+    return PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, data_collator=PreferenceCollator(tokenizer.pad_token_id),
+                             callbacks=callbacks or build_callbacks(cfg), pref=PrefArgs.from_cfg(cfg), ref_model=ref_model)
 
-# %% ../nbs/12_preference.ipynb #90460556
-@dataclass
-class PrefSummary:
-    "What a preference run did: the SFT-style `TrainSummary` plus the last logged preference metrics."
-    summary: Any # `axolotl_nb.train.TrainSummary` (steps, throughput, memory, losses, paths)
-    metrics: dict = field(default_factory=dict) # last logged training value of each preference metric
-    def rows(self) -> list[tuple[str, str]]: return self.summary.rows() + [(k, f"{v:.4f}") for k, v in self.metrics.items()]
-    def __str__(self) -> str:
-        w = max(len(k) for k, _ in self.rows())
-        return 'preference training summary\n' + '\n'.join(f"  {k:<{w}}  {v}" for k, v in self.rows())
-    def _repr_markdown_(self) -> str:
-        return "**preference training summary**\n\n| | |\n|---|---|\n" + '\n'.join(f"| {k} | {v} |" for k, v in self.rows())
+# %% ../nbs/12_preference.ipynb #b8d9e0f1
+PREF_METRICS = ('kl', 'nll_loss', 'log_odds_ratio', 'log_odds_chosen')
 
-def train(cfg:AxolotlConfig) -> PrefSummary:
-    "Preference-train as `cfg` says; saves adapter/model, tokenizer, config, loss curve; returns a `PrefSummary`."
-    from dataclasses import asdict
-    from transformers import set_seed
-    from axolotl_nb.train import (CONFIG_NAME, LossWatchdog, SummaryCallback, TrainSummary, peak_memory, report_to,
-                                  resume_checkpoint, save_final)
-    set_seed(cfg.seed)
-    trainer = build_preference_trainer(cfg)
-    ckpt = resume_checkpoint(cfg)
-    trainer.train(resume_from_checkpoint=ckpt)
-    hist = trainer.state.log_history
-    if trainer.eval_dataset is not None and trainer.args.eval_strategy != 'no' and not any('eval_loss' in h and h.get('step') == trainer.state.global_step for h in hist):
-        trainer.evaluate()
-    out = save_final(trainer, cfg, trainer.processing_class)
-    cb = {type(c): c for c in trainer.callback_handler.callbacks}
-    last = lambda k: next((h[k] for h in reversed(hist) if k in h), None)
-    mem, kind = peak_memory()
-    paths = {'model': str(out), 'config': str(out / CONFIG_NAME)}
-    if (out / 'loss_curve.png').exists(): paths['loss curve'] = str(out / 'loss_curve.png')
-    if 'tensorboard' in report_to(cfg): paths['tensorboard'] = str(out / 'runs')
-    tlog = next((h for h in reversed(hist) if 'loss' in h), {})
-    s = TrainSummary(str(out), steps=trainer.state.global_step, epochs=trainer.state.epoch or 0.0, seconds=cb[SummaryCallback].seconds,
-                     tokens=trainer.tokens_seen, peak_mem_gib=mem, mem_kind=kind, train_loss=last('loss'), eval_loss=last('eval_loss'),
-                     resumed_from=ckpt, stopped=cb[LossWatchdog].message, paths=paths)
-    ps = PrefSummary(s, {k: v for k, v in tlog.items() if '/' in k or k in ('kl', 'nll_loss', 'log_odds_ratio')})
-    if trainer.is_world_process_zero():
-        (out / 'training_summary.json').write_text(json.dumps(asdict(s) | {'tokens_per_s': s.tokens_per_s, 'metrics': ps.metrics}, indent=1))
-    return ps
+def preference_metrics(log_history:list[dict]) -> dict:
+    "The last logged training value of each preference metric (rewards/…, logps/…, kl, nll_loss, …)."
+    last = next((h for h in reversed(log_history) if 'loss' in h), {})
+    return {k: v for k, v in last.items() if '/' in k or k in PREF_METRICS}
+
+PREFERENCE = Method('preference', load_data=load_preference_data, build_trainer=build_preference_trainer,
+                    trainer_kwargs=preference_kwargs, metrics=preference_metrics)
+
+def method(cfg:AxolotlConfig) -> Method:
+    "The preference `Method`, named after `cfg.rl`."
+    return replace(PREFERENCE, name=cfg.rl)
+
+# %% ../nbs/12_preference.ipynb #ea24b6e3
+def train(cfg:AxolotlConfig) -> run.TrainSummary:
+    "Preference-train as `cfg` says (`run.train` with this method)."
+    return run.train(cfg, method(cfg))
 
 # %% ../nbs/12_preference.ipynb #4bb1ac97
 def evaluate(cfg:AxolotlConfig) -> dict:
-    "Loss and reward metrics on the eval split for the trained model in output_dir (or the base model)."
-    from axolotl_nb.models import load_tokenizer, load_model
-    from axolotl_nb.train import trained_model_source
-    kind, path = trained_model_source(cfg)
-    tok = load_tokenizer(cfg)
-    _, eval_ds = load_preference_data(cfg, tok)
-    if eval_ds is None: raise UserError("evaluate: no eval data — set `val_set_size` (e.g. 0.05) or `test_datasets`")
-    model, ref = load_model(cfg, tok, for_training=False), None
-    if kind == 'adapter':
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(model, str(path))
-    elif cfg.rl in NEEDS_REF:
-        ref = model
-        if kind == 'full': model = load_model(cfg.model_copy(update={'base_model': str(path)}), tok, for_training=False)
-    tr = build_preference_trainer(cfg, model, tok, None, eval_ds, ref_model=ref, report_to='none')
-    m = tr.evaluate()
-    return {'model': kind + (f" ({path})" if path else f" ({cfg.base_model})"), **{k: v for k, v in m.items() if not k.endswith(('_runtime', '_per_second'))}}
+    "Loss and reward metrics on the eval split for what `cfg` trained (`run.evaluate` with this method)."
+    return run.evaluate(cfg, method(cfg))

@@ -82,7 +82,7 @@ def run_ours(cfg, tok, rows, warmup) -> dict:
     import datasets
     from axolotl_nb.models import load_model
     from axolotl_nb.lora import apply_lora
-    from axolotl_nb.train import build_trainer
+    from axolotl_nb.trainer import build_trainer
     ds = datasets.Dataset.from_dict(dict(input_ids=rows, labels=rows, attention_mask=[[1]*len(r) for r in rows], length=[len(r) for r in rows]))
     model = apply_lora(load_model(cfg, tok), cfg)
     meter = Meter(model, tok.pad_token_id, warmup)

@@ -29,7 +29,8 @@ def variant(args):
     from axolotl_nb.rules import load_config
     from axolotl_nb.models import load_model, load_tokenizer
     from axolotl_nb.lora import apply_lora
-    from axolotl_nb.preference import PreferenceCollator, PreferenceTrainer, PrefArgs, tokenize_row, toy_preferences, toy_tokenizer
+    from axolotl_nb.preference import PreferenceCollator, PreferenceTrainer, PrefArgs, tokenize_row
+    from tests.toys import toy_preferences, toy_tokenizer
     torch.manual_seed(0)
     if args.model == 'tiny':
         import tempfile

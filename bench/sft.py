@@ -27,12 +27,13 @@ def _result(tc, name:str, hist:list) -> dict:
 def worker(which:str, cfg_path:str, steps:int) -> dict:
     from axolotl_nb.config import resolve_path
     from axolotl_nb.rules import load_config
-    from axolotl_nb.train import build_trainer, build_training_args, load_for_training, _real_tokens
+    from axolotl_nb.trainer import build_trainer, build_training_args, _real_tokens
+    from axolotl_nb.run import load_for_training
     cfg = load_config(cfg_path, ['--micro_batch_size', '1', '--gradient_accumulation_steps', '1', '--use_tensorboard', 'false',
                                  '--output_dir', str(ROOT/'outputs'/f'bench_sft_{which}')])
     common = dict(max_steps=steps, save_strategy='no', eval_strategy='no', report_to='none', disable_tqdm=True, logging_steps=1)
     if which == 'ours':
-        model, tok, train_ds, _ = load_for_training(cfg)
+        model, tok, train_ds, _, _ = load_for_training(cfg)
         tr = build_trainer(cfg, model, tok, train_ds, None, **common)
         tc = _timing_callback(lambda: tr.tokens_seen); tr.add_callback(tc)
         tr.train()

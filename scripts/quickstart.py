@@ -40,7 +40,8 @@ def main(argv:list[str]) -> int:
         print(f"error: {why}", file=sys.stderr)
         return 2
     # the heavy modules (torch, transformers) load only now, so a refused output_dir is reported in a second
-    from axolotl_nb.train import train, build_trainer
+    from axolotl_nb.run import train
+    from axolotl_nb.trainer import build_trainer
     from axolotl_nb.inference import load_for_inference, exact_match, generate
     from axolotl_nb.data import load_datasets
     from axolotl_nb.lora import merge_lora

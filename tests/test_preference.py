@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from axolotl_nb.models import save_tiny_model
-from axolotl_nb.preference import toy_preferences, toy_tokenizer
+from toys import toy_preferences, toy_tokenizer
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 

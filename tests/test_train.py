@@ -7,6 +7,8 @@ import yaml
 
 from axolotl_nb.rules import load_config
 from axolotl_nb.models import save_tiny_model
+from axolotl_nb.run import evaluate, train
+from axolotl_nb.trainer import TrainingDiverged
 
 WORDS = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
 
@@ -63,22 +65,21 @@ def test_resume_after_sigkill_matches_uninterrupted(workdir):
     assert (workdir/'killed'/'adapter_model.safetensors').exists() and (workdir/'killed'/'axolotl_nb_config.yml').exists()
 
 def test_loss_watchdog_stops_run(workdir):
-    "A loss above loss_watchdog_threshold for loss_watchdog_patience logs stops training with a message."
-    from axolotl_nb.train import train
+    "A loss above loss_watchdog_threshold for loss_watchdog_patience logs stops training loudly (exit code 5)."
     cfg = load_config(make_cfg(workdir, 'watchdog', max_steps=30, save_strategy='no', eval_strategy='no',
                                loss_watchdog_threshold=0.01, loss_watchdog_patience=3))
-    s = train(cfg)
-    assert s.steps == 3, s
-    assert 'loss watchdog' in s.stopped and 'loss_watchdog_threshold' in s.stopped
+    with pytest.raises(TrainingDiverged) as e: train(cfg)
+    assert e.value.exit_code == 5 and 'step 3' in str(e.value) and 'loss_watchdog_threshold' in str(e.value)
+    s = json.loads((workdir/'watchdog'/'diverged-step-3'/'training_summary.json').read_text())
+    assert s['steps'] == 3 and 'loss watchdog' in s['stopped']
+    assert not (workdir/'watchdog'/'adapter_model.safetensors').exists()  # nothing diverged lands in output_dir
 
 def test_qlora_on_cpu_loss_falls(workdir):
     "QLoRA (NF4 base via bitsandbytes on CPU) trains through train(): eval loss falls."
-    from axolotl_nb.train import train
     cfg = load_config(make_cfg(workdir, 'qlora', adapter='qlora', load_in_4bit=True, max_steps=16, learning_rate=3e-3,
                                eval_steps=16, save_strategy='no', bnb_4bit_compute_dtype='float32'))
     s = train(cfg)
     assert s.steps == 16 and s.eval_loss is not None
-    from axolotl_nb.train import evaluate
     base = evaluate(cfg.model_copy(update={'output_dir': str(workdir/'nowhere')}))['eval_loss']
     assert s.eval_loss < base - 0.1, (base, s.eval_loss)
 

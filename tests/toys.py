@@ -1,0 +1,35 @@
+"Toy fixtures for fast preference / GRPO tests and notebooks: a ~40-token word-level tokenizer, separable preferences."
+import random
+
+TOY_WORDS = ('please help me with my task can you do it now question answer thank you kindly certainly happy to '
+             'of course go away no stop asking never bother leave').split()
+
+TOY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}question {{ m['content'] }} "
+                "{% else %}answer {{ m['content'] }} <eos> {% endif %}{% endfor %}"
+                "{% if add_generation_prompt %}answer {% endif %}")
+
+POLITE = ['thank you kindly', 'certainly happy to help', 'of course happy to help', 'certainly thank you']
+RUDE = ['go away', 'no stop asking', 'never bother me', 'leave now']
+ASKS = ['please help me', 'can you help me with my task', 'help me now', 'question can you do it',
+        'please do my task now']
+
+
+def toy_tokenizer():
+    "A ~40-token word-level tokenizer (pad, eos, unk + `TOY_WORDS`) with a tiny chat template."
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(['<pad>', '<eos>', '<unk>', *TOY_WORDS]))}
+    t = Tokenizer(models.WordLevel(vocab, unk_token='<unk>'))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, pad_token='<pad>', eos_token='<eos>', unk_token='<unk>')
+    tok.chat_template = TOY_TEMPLATE
+    return tok
+
+
+def toy_preferences(n: int = 32, seed: int = 0, kto: bool = False) -> list[dict]:
+    "Separable toy preferences: a request, a polite (chosen) and a rude (rejected) reply; or KTO rows (`kto=True`)."
+    r = random.Random(seed)
+    rows = [dict(prompt=r.choice(ASKS), chosen=r.choice(POLITE), rejected=r.choice(RUDE)) for _ in range(n)]
+    if not kto: return rows
+    return [dict(prompt=d['prompt'], completion=d['chosen'] if i % 2 == 0 else d['rejected'], label=i % 2 == 0)
+            for i, d in enumerate(rows)]
