@@ -1,7 +1,8 @@
 """QLoRA on a Llama-3-8B-shaped random-init model: peak GPU memory and real tokens/s, axolotl_nb vs TRL SFTTrainer.
 
     python bench/gpu_qlora.py --steps 12            # GPU (writes the `gpu_qlora` section of docs/benchmarks.md)
-    python bench/gpu_qlora.py --tiny --steps 3      # CPU smoke run of the same code path on a tiny shape (writes nothing)
+    python bench/gpu_qlora.py --tiny --steps 3      # CPU smoke run of the same code path on a tiny shape (no write)
+    python bench/gpu_qlora.py --steps 12 --hf-loss-row   # + ours with `chunked_cross_entropy: false` (full logits)
 
 Same model file, same NF4 settings (double quant, bf16 compute), same LoRA (r=16, alpha=32, every linear layer), same
 random-token data (log-normal lengths, median ~300, clipped to 2048), micro batch 1 × seq 2048 packed, gradient
@@ -70,13 +71,14 @@ def finish(tr, meter) -> dict:
     tr.model = None; del tr; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return res
 
-def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa'):
+def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa', chunked:bool=True):
     from axolotl_nb.rules import load_config
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
         sequence_len=2048, sample_packing=True, adapter='qlora', load_in_4bit=True, lora_r=16, lora_alpha=32,
         lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=1, max_steps=steps, learning_rate=2e-4,
         gradient_checkpointing=True, bf16=not tiny and torch.cuda.is_available(), use_tensorboard=False, logging_steps=1,
-        save_strategy='no', output_dir=str(out), bnb_4bit_compute_dtype='bfloat16', attn_implementation=attn))
+        save_strategy='no', output_dir=str(out), bnb_4bit_compute_dtype='bfloat16', attn_implementation=attn,
+        chunked_cross_entropy=chunked))
 
 def run_ours(cfg, tok, rows, warmup) -> dict:
     import datasets
@@ -112,6 +114,7 @@ def main():
     ap.add_argument('--tiny', action='store_true'); ap.add_argument('--workdir', default=None)
     ap.add_argument('--attn', default='sdpa', help='our attention backend (sdpa: 4D bool mask; flex_attention: BlockMask); TRL always uses sdpa')
     ap.add_argument('--no-write', action='store_true', help='print only')
+    ap.add_argument('--hf-loss-row', action='store_true', help='add ours with `chunked_cross_entropy: false`')
     a = ap.parse_args()
     from axolotl_nb.models import tiny_tokenizer
     work = Path(a.workdir or tempfile.mkdtemp())
@@ -121,6 +124,9 @@ def main():
     cfg = base_cfg(work/'model', work/'out', a.steps, a.tiny)
     res = {'axolotl_nb': run_ours(cfg, tok, rows, a.warmup)}
     if a.attn != 'sdpa': res[f'axolotl_nb ({a.attn})'] = run_ours(base_cfg(work/'model', work/'out', a.steps, a.tiny, a.attn), tok, rows, a.warmup)
+    if a.hf_loss_row:
+        cfg_hf = base_cfg(work/'model', work/'out', a.steps, a.tiny, chunked=False)
+        res['axolotl_nb (HF full-logits loss)'] = run_ours(cfg_hf, tok, rows, a.warmup)
     res['TRL SFTTrainer(packing=True)'] = run_trl(cfg, tok, rows, a.warmup)
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'
     print(json.dumps(dict(device=dev, shape=shape, make_model_s=t_make, results=res), indent=1))
