@@ -6,17 +6,20 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/prompts.html.md"""
 
 # %% ../nbs/02_prompts.ipynb #9e75fde8
 from __future__ import annotations
-import bisect, re
+import bisect, json, os, re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from fastcore.basics import patch
+
 from .config import UserError
 
 # %% auto #0
-__all__ = ['IGNORE', 'CHAT_TEMPLATES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT', 'DEFAULT_ROLES', 'SFT_STRATEGIES', 'DataError',
+__all__ = ['IGNORE', 'CHAT_TEMPLATES', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT',
+           'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'SFT_STRATEGIES', 'DataError',
            'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans', 'Strategy', 'Alpaca',
-           'Completion', 'InputOutput', 'ChatTemplate', 'AlpacaChat', 'Preference', 'get_strategy']
+           'Completion', 'InputOutput', 'ChatTemplate', 'Preference', 'get_strategy']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
@@ -138,24 +141,66 @@ class Strategy:
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
 # %% ../nbs/02_prompts.ipynb #82746d78
-ALPACA_PROMPT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
-                 "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-ALPACA_PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-                          "### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_SYSTEM = ("Below is an instruction that describes a task, paired with an input that provides further context. "
+                 "Write a response that appropriately completes the request.",
+                 "Below is an instruction that describes a task. Write a response that appropriately completes the request.")
+ALPACA_STYLES = {  # style: (system format, turn with input, turn without input) — Axolotl's AlpacaPrompter styles
+    'instruct': ("{system}\n\n", "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+                 "### Instruction:\n{instruction}\n\n### Response:\n"),
+    'chat': ("SYSTEM: {system}\n", "USER: {instruction}\n{input}\nASSISTANT:", "USER: {instruction}\nASSISTANT:"),
+    'chatml': ("<|im_start|>system\n{system}<|im_end|>\n",
+               "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
+               "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
+    'phi': ("<|system|>\n{system}<|end|>\n", "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
+            "<|user|>\n{instruction}<|end|>\n<|assistant|>\n"),
+}
+ALPACA_PROMPT = ALPACA_STYLES['instruct'][0].format(system=ALPACA_SYSTEM[0]) + ALPACA_STYLES['instruct'][1]
+ALPACA_PROMPT_NO_INPUT = ALPACA_STYLES['instruct'][0].format(system=ALPACA_SYSTEM[1]) + ALPACA_STYLES['instruct'][2]
 
+# %% ../nbs/02_prompts.ipynb #40d506a2
 class Alpaca(Strategy):
-    "`type: alpaca` — instruction/input/output in the Alpaca prompt; output + EOS trained."
+    "`type: alpaca` / `alpaca:<style>` — instruction/input/output in an Alpaca prompt style; the response + EOS trained."
     name = 'alpaca'
+    def __init__(self, ds, tokenizer, cfg=None, style:str='instruct', system:tuple=ALPACA_SYSTEM,
+                 styles:dict=ALPACA_STYLES):
+        super().__init__(ds, tokenizer, cfg)
+        if style not in styles:
+            raise DataError(f"type `alpaca:{style}`: unknown Alpaca prompt style — use one of {', '.join(styles)}")
+        self.formats, self.system = styles[style], system
+        if style != 'instruct': self.name = f'alpaca:{style}'
     def parts(self, row:dict, idx:int) -> tuple[str, str, str]:
+        "(instruction, input, output) of a row."
         ins = _need(row, self.field('instruction', 'instruction'), self.name, idx)
         inp = row.get(self.field('input', 'input')) or ''
         if not isinstance(inp, str): _need(row, self.field('input', 'input'), self.name, idx)
         return ins, inp, _need(row, self.field('output', 'output'), self.name, idx)
-    def render(self, row, idx):
-        ins, inp, out = self.parts(row, idx)
-        p = (ALPACA_PROMPT if inp else ALPACA_PROMPT_NO_INPUT).format(instruction=ins, input=inp)
-        text = p + out + (self.tokenizer.eos_token or '')
-        return text, [(len(p), len(text))]
+    def prompt(self, ins:str, inp:str) -> str:
+        sysf, turn, turn_ni = self.formats
+        head = sysf.format(system=self.system[0 if inp else 1]) if self.system[0 if inp else 1] else ''
+        return head + (turn.format(instruction=ins, input=inp) if inp else turn_ni.format(instruction=ins))
+
+# %% ../nbs/02_prompts.ipynb #55b0f1b7
+def _tok(tokenizer, text:str, eos:bool=False, strip_bos:bool=False) -> list[int]:
+    "Axolotl's `_tokenize`: special tokens added, EOS appended unless already last, BOS optionally stripped; '' -> []."
+    if not text: return []
+    ids = list(tokenizer(text)['input_ids'])
+    if eos and ids and ids[-1] != tokenizer.eos_token_id: ids.append(tokenizer.eos_token_id)
+    if strip_bos and ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id: ids = ids[1:]
+    return ids
+
+@patch
+def encode(self:Alpaca, row:dict, idx:int) -> tuple[list[int], list[int]]:
+    "input_ids and labels of one row: prompt and response tokenized separately, as Axolotl does."
+    ins, inp, out = self.parts(row, idx)
+    p = _tok(self.tokenizer, self.prompt(ins, inp))
+    r = _tok(self.tokenizer, out, eos=True, strip_bos=True)
+    return p + r, (p if self.train_on_inputs else [IGNORE] * len(p)) + r
+
+@patch
+def batch(self:Alpaca, cols:dict, idxs:list) -> dict:
+    enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
+    ids, labs = [a for a, _ in enc], [b for _, b in enc]
+    return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
 
 # %% ../nbs/02_prompts.ipynb #1a135486
 class Completion(Strategy):
@@ -183,116 +228,204 @@ class InputOutput(Strategy):
         return {'input_ids': ids_all, 'labels': lab_all, 'attention_mask': [[1]*len(x) for x in ids_all], 'length': [len(x) for x in ids_all]}
 
 # %% ../nbs/02_prompts.ipynb #ad540827
-DEFAULT_ROLES = {'user': ['user', 'human'], 'assistant': ['assistant', 'gpt', 'model', 'bot'], 'system': ['system'], 'tool': ['tool', 'function']}
+DEFAULT_ROLES = {'user': ['user', 'human'], 'assistant': ['assistant', 'gpt', 'model', 'bot'], 'system': ['system'],
+                 'tool': ['tool', 'function']}
+EOT_WINDOW = 3  # a turn's end token is looked for at most this many tokens after its content (Axolotl's window)
 
 class ChatTemplate(Strategy):
-    "`type: chat_template` — conversations through a chat template, trained turns chosen by role / per-message flag."
+    "`type: chat_template` — conversations through a chat template; trained tokens chosen as Axolotl 0.21 does."
     name, add_special_tokens = 'chat_template', False
     def __init__(self, ds, tokenizer, cfg=None, template:str|None=None):
         super().__init__(ds, tokenizer, cfg)
         self.template = template or resolve_chat_template(ds, tokenizer, cfg)
         self._render = compile_template(self.template)
-        amap = {}
-        for role, names in {**DEFAULT_ROLES, **(ds.get('roles') or {})}.items():
-            for n in ([names] if isinstance(names, str) else names): amap[n] = role
-        self.aliases = amap
-        self.roles_to_train = ds.get('roles_to_train') or (_get(cfg, 'roles_to_train') if cfg is not None else None) or ['assistant']
+        roles = {**DEFAULT_ROLES, **(ds.get('roles') or {})}
+        self.aliases = {n: r for r, ns in roles.items() for n in ([ns] if isinstance(ns, str) else ns)}
+        rtt = ds.get('roles_to_train')
+        if rtt is None: rtt = (_get(cfg, 'roles_to_train') if cfg is not None else None) or ['assistant']
+        self.roles_to_train = [self.aliases.get(r, r) for r in rtt]
         self.train_on_eos = ds.get('train_on_eos') or 'turn'
-        mpm = dict(ds.get('message_property_mappings') or {})
-        if ds.get('message_field_role'): mpm['role'] = ds['message_field_role']
-        if ds.get('message_field_content'): mpm['content'] = ds['message_field_content']
-        self.mpm, self.fmsg = mpm, ds.get('field_messages')
-        self.ftrain = ds.get('message_field_training') or 'training'
+        self.train_on_eot = ds.get('train_on_eot') or self.train_on_eos
+        self.mpm = {**({'role': ds['message_field_role']} if ds.get('message_field_role') else {}),
+                    **({'content': ds['message_field_content']} if ds.get('message_field_content') else {}),
+                    **(ds.get('message_property_mappings') or {})}
+        self.fmsg, self.ftrain = ds.get('field_messages'), ds.get('message_field_training')
+        self.eot_ids = self.end_token_ids(_get(cfg, 'eot_tokens') if cfg is not None else None)
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != '_render'}  # jinja does not pickle
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._render = compile_template(self.template)
 
-    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != '_render'}  # jinja templates do not pickle
-    def __setstate__(self, d): self.__dict__.update(d); self._render = compile_template(self.template)
+# %% ../nbs/02_prompts.ipynb #9a47effe
+@patch
+def end_token_ids(self:ChatTemplate, eot_tokens:list|None=None) -> set[int]:
+    "Single-token ids of `eot_tokens` (default: the EOS token) that end a turn."
+    t = self.tokenizer
+    toks = [x for x in eot_tokens if x in self.template] if eot_tokens else [t.eos_token] if t.eos_token else []
+    if t.eos_token in toks and eot_tokens and self.train_on_eos != self.train_on_eot:
+        raise DataError(f"train_on_eot ({self.train_on_eot}) differs from train_on_eos ({self.train_on_eos}) but the EOS "
+                        f"token {t.eos_token!r} is in eot_tokens — set them equal or drop it from eot_tokens")
+    ids = set()
+    for x in toks:
+        e = t.encode(x, add_special_tokens=False)
+        if len(e) > 1 and eot_tokens:
+            raise DataError(f"eot_tokens: {x!r} is {len(e)} tokens for this tokenizer — add it under `tokens:` "
+                            "(or `added_tokens_overrides:`) so it is one token")
+        if len(e) == 1: ids.add(e[0])
+    return ids
 
-    def render_chat(self, messages:list[dict], add_generation_prompt:bool=False) -> str:
-        t = self.tokenizer
-        return self._render(messages=messages, add_generation_prompt=add_generation_prompt,
-                            bos_token=t.bos_token or '', eos_token=t.eos_token or '')
+# %% ../nbs/02_prompts.ipynb #936c3af6
+THINK_TAGS = (('<think>', '</think>'), ('<reasoning>', '</reasoning>'), ('<|begin_of_thought|>', '<|end_of_thought|>'))
 
-    def messages(self, row:dict, idx:int) -> list[dict]:
-        "The row's conversation as `{role, content, training}` messages."
-        f = self.fmsg or ('messages' if 'messages' in row or 'conversations' not in row else 'conversations')
-        raw = _need(row, f, self.name, idx, (list,))
-        out = []
-        if self.ds.get('system_prompt'): out.append({'role': 'system', 'content': self.ds['system_prompt'], 'training': None})
-        if self.ds.get('field_system') and row.get(self.ds['field_system']):
-            out.append({'role': 'system', 'content': row[self.ds['field_system']], 'training': None})
-        for j, m in enumerate(raw):
-            if not isinstance(m, dict):
-                raise DataError(f"example {idx}: `{f}[{j}]` must be a mapping with role and content (strategy `{self.name}`), got {type(m).__name__}")
-            rk = self.mpm.get('role') or ('role' if 'role' in m or 'from' not in m else 'from')
-            ck = self.mpm.get('content') or ('content' if 'content' in m or 'value' not in m else 'value')
-            if not isinstance(m.get(rk), str): raise DataError(f"example {idx}: `{f}[{j}]` has no string `{rk}` (strategy `{self.name}`; map fields with message_property_mappings)")
-            if not isinstance(m.get(ck), str): raise DataError(f"example {idx}: `{f}[{j}].{ck}` must be a string (strategy `{self.name}`), got {type(m.get(ck)).__name__}")
-            role = self.aliases.get(m[rk], m[rk])
-            if role == 'system' and self.ds.get('drop_system_message'): continue
-            out.append({'role': role, 'content': m[ck], 'training': m.get(self.ftrain)})
-        return out
+def _split_thinking(content:str) -> tuple[str|None, str]:
+    "(reasoning, answer) of an assistant message whose content holds a thinking block."
+    for a, b in THINK_TAGS:
+        if a in content and b in content:
+            i, j = content.find(a), content.find(b)
+            return content[i + len(a):j].strip(), content[j + len(b):].lstrip()
+    return None, content
 
-    def spans(self, msgs:list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
-        "Rendered text and, per message, (content start, content end, turn end) character offsets."
-        clean = [{'role': m['role'], 'content': m['content']} for m in msgs]
-        full = self.render_chat(clean)
-        try: prev = self.render_chat([])
-        except Exception: prev = ''
-        spans, cur_end, prefix_ok = [], 0, full.startswith(prev)
-        for i, m in enumerate(clean):
-            cur = full if i == len(clean) - 1 else self.render_chat(clean[:i+1])
-            c = m['content'].strip()
-            if prefix_ok and cur.startswith(prev) and full.startswith(cur):
-                a0, a1 = len(prev), len(cur)
-                p = cur.rfind(c, a0) if c else a1
-                spans.append((p, p + len(c), a1) if p >= 0 else (a1, a1, a1)); prev = cur
-            else:  # template renders a prefix differently: fall back to a left-to-right search of the full text
-                prefix_ok = False
-                p = full.find(c, cur_end)
-                p = p if p >= 0 else cur_end
-                nxt = len(full) if i == len(clean) - 1 else -1
-                spans.append((p, p + len(c), nxt))
-            cur_end = spans[-1][1]
-        # fallback turns end where the next content starts
-        spans = [(a, b, e if e >= 0 else spans[i+1][0]) for i, (a, b, e) in enumerate(spans)]
-        return full, spans
+def _parts_text(c) -> str:
+    return ''.join((p.get('text') or p.get('content') or p.get('value') or '') for p in c if isinstance(p, dict))
 
-    def _eot(self, full:str, b:int, e:int) -> tuple[int, int]:
-        "Character range of the end-of-turn marker: the first non-blank text after the content, up to the next blank."
-        k = b
-        while k < e and full[k].isspace(): k += 1
-        if k >= e: return (b, b)
-        special = [s for s in self.tokenizer.all_special_tokens if s and full.startswith(s, k)]
-        if special: return (k, k + len(max(special, key=len)))
-        j = k
-        while j < e and not full[j].isspace(): j += 1
-        return (k, j)
+# %% ../nbs/02_prompts.ipynb #d919ffe1
+@patch
+def message(self:ChatTemplate, m, f:str, j:int, idx:int) -> dict:
+    "One raw message as template keys (role, content, reasoning, tool calls, …) + `training` when opted in."
+    if not isinstance(m, dict):
+        raise DataError(f"example {idx}: `{f}[{j}]` must be a mapping with role and content (strategy `{self.name}`), "
+                        f"got {type(m).__name__}")
+    rk = self.mpm.get('role') or ('role' if 'role' in m or 'from' not in m else 'from')
+    ck = self.mpm.get('content') or ('content' if 'content' in m or 'value' not in m else 'value')
+    if not isinstance(m.get(rk), str):
+        raise DataError(f"example {idx}: `{f}[{j}]` has no string `{rk}` (strategy `{self.name}`; map fields with "
+                        "message_property_mappings)")
+    c = _parts_text(m[ck]) if isinstance(m.get(ck), list) else m.get(ck)
+    if not isinstance(c, str) and not (c is None and m.get('tool_calls')):
+        raise DataError(f"example {idx}: `{f}[{j}].{ck}` must be a string (strategy `{self.name}`), got {type(c).__name__}")
+    out = {k: v for k, v in m.items() if k not in (rk, ck, self.ftrain, 'training') and v is not None}
+    out['role'] = self.aliases.get(m[rk], m[rk])
+    if c is not None: out['content'] = c
+    self.reasoning(out)
+    if self.ftrain and m.get(self.ftrain) is not None: out['training'] = bool(m[self.ftrain])
+    return out
 
-    def render(self, row, idx):
-        msgs = self.messages(row, idx)
-        if not msgs: raise DataError(f"example {idx}: the conversation is empty (strategy `{self.name}`)")
-        full, spans = self.spans(msgs)
-        trained = [m['training'] if m['training'] is not None else m['role'] in self.roles_to_train for m in msgs]
-        ranges = []
-        for i, ((a, b, e), t) in enumerate(zip(spans, trained)):
-            if t: ranges.append((a, b))
-            eos = {'turn': t, 'all': True, 'last': i == len(msgs) - 1, 'none': False}[self.train_on_eos]
-            if eos: ranges.append(self._eot(full, b, e))
-        return full, ranges
+# %% ../nbs/02_prompts.ipynb #142fedf1
+@patch
+def reasoning(self:ChatTemplate, out:dict) -> dict:
+    "Move reasoning to `template_thinking_key` and parse tool-call arguments given as JSON strings (in place)."
+    ft, tk = self.ds.get('field_thinking') or 'reasoning_content', self.ds.get('template_thinking_key') or 'reasoning_content'
+    if ft != tk and ft in out: out[tk] = out.pop(ft)
+    if self.ds.get('split_thinking') and out['role'] == 'assistant' and isinstance(out.get('content'), str):
+        think, answer = _split_thinking(out['content'])
+        if think is not None: out[tk], out['content'] = think, answer
+    for call in out.get('tool_calls') or []:
+        fn = call.get('function') if isinstance(call, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get('arguments'), str):
+            try: fn['arguments'] = json.loads(fn['arguments'])
+            except json.JSONDecodeError as e: raise DataError(f"tool call `{fn.get('name')}`: arguments are not JSON ({e.msg})") from None
+    return out
 
-# %% ../nbs/02_prompts.ipynb #88b1f472
-class AlpacaChat(ChatTemplate):
-    "`type: alpaca:chatml` — Alpaca fields rendered as a user/assistant chat."
-    def __init__(self, ds, tokenizer, cfg=None, style:str='chat_template'):
-        tpl = CHAT_TEMPLATES.get(style) or resolve_chat_template(ds, tokenizer, cfg)
-        super().__init__(ds, tokenizer, cfg, template=tpl)
-        self.name, self._alp = f'alpaca:{style}', Alpaca(ds, tokenizer, cfg)
-    def messages(self, row, idx):
-        self._alp.name = self.name
-        ins, inp, out = self._alp.parts(row, idx)
-        sys = [{'role': 'system', 'content': self.ds['system_prompt'], 'training': None}] if self.ds.get('system_prompt') else []
-        return sys + [{'role': 'user', 'content': ins + (f"\n\n{inp}" if inp else ''), 'training': None},
-                      {'role': 'assistant', 'content': out, 'training': None}]
+# %% ../nbs/02_prompts.ipynb #3c0f5385
+@patch
+def messages(self:ChatTemplate, row:dict, idx:int) -> list[dict]:
+    "The row's conversation as template messages."
+    f = self.fmsg or ('messages' if 'messages' in row or 'conversations' not in row else 'conversations')
+    raw = _need(row, f, self.name, idx, (list, str))
+    if isinstance(raw, str):
+        try: raw = json.loads(raw)
+        except json.JSONDecodeError: raw = None
+        if not isinstance(raw, list): _need({f: 0}, f, self.name, idx, (list,))
+    msgs = [self.message(m, f, j, idx) for j, m in enumerate(raw)]
+    fs = self.ds.get('field_system') or 'system'
+    if (not msgs or msgs[0]['role'] != 'system') and isinstance(row.get(fs), str):
+        msgs = [{'role': 'system', 'content': row[fs]}] + msgs
+    if self.ds.get('system_prompt') and (not msgs or msgs[0]['role'] != 'system'):
+        msgs = [{'role': 'system', 'content': self.ds['system_prompt']}] + msgs
+    if self.ds.get('drop_system_message') and msgs and msgs[0]['role'] == 'system': msgs = msgs[1:]
+    return msgs
+
+# %% ../nbs/02_prompts.ipynb #f024d3a0
+@patch
+def tools(self:ChatTemplate, row:dict, idx:int) -> list|None:
+    "The row's tool definitions (`field_tools`, default `tools`; a JSON string is parsed)."
+    v = row.get(self.ds.get('field_tools') or 'tools')
+    if isinstance(v, str):
+        try: v = json.loads(v)
+        except json.JSONDecodeError as e: raise DataError(f"example {idx}: `tools` is not JSON ({e.msg})") from None
+    if v is not None and not isinstance(v, list):
+        raise DataError(f"example {idx}: `tools` must be a list of tool definitions, got {type(v).__name__}")
+    return v
+
+@patch
+def render_chat(self:ChatTemplate, messages:list[dict], add_generation_prompt:bool=False, tools:list|None=None) -> str:
+    "The template applied to `messages` (with the tokenizer's special tokens and `chat_template_kwargs`)."
+    kw = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    kw.update((_get(self.cfg, 'chat_template_kwargs') if self.cfg is not None else None) or {})
+    if tools: kw['tools'] = tools
+    return self._render(messages=messages, add_generation_prompt=add_generation_prompt, **kw)
+
+# %% ../nbs/02_prompts.ipynb #4178639b
+SENTINELS = ('\u27e6content\u27e7', '\u00abcontent\u00bb')  # ⟦content⟧, «content»: disjoint first/last characters
+
+def _diff_span(a:str, b:str) -> tuple[int, int]:
+    "The span of `a` that differs from `b`: after their common prefix, before their (non-overlapping) common suffix."
+    i = len(os.path.commonprefix([a, b]))
+    n = min(len(a), len(b)) - i
+    j = len(os.path.commonprefix([a[::-1][:n], b[::-1][:n]]))
+    return i, len(a) - j
+
+@patch
+def content_span(self:ChatTemplate, full:str, msgs:list[dict], i:int, tools=None) -> tuple[int, int]|None:
+    "Character span of message `i`'s content (+ whatever else of that turn depends on it) in `full`; None if empty."
+    spans = [_diff_span(full, self.render_chat(msgs[:i] + [{'role': msgs[i]['role'], 'content': s}] + msgs[i+1:],
+                                               tools=tools)) for s in SENTINELS]
+    a, b = min(s for s, _ in spans), max(e for _, e in spans)
+    return (a, b) if b > a else None
+
+# %% ../nbs/02_prompts.ipynb #7e2e4a45
+def _first(ids:list[int], start:int, wanted:set) -> int:
+    for k in range(start, len(ids)):
+        if ids[k] in wanted: return k
+    return -1
+
+@patch
+def trains(self:ChatTemplate, m:dict) -> bool:
+    "Whether a message's content is trained: its opted-in `training` flag, else train_on_inputs / roles_to_train."
+    return m['training'] if m.get('training') is not None else bool(self.train_on_inputs or m['role'] in self.roles_to_train)
+
+# %% ../nbs/02_prompts.ipynb #89a33fba
+@patch
+def encode(self:ChatTemplate, row:dict, idx:int) -> tuple[list[int], list[int]]:
+    "input_ids and labels of one conversation."
+    msgs, tools = self.messages(row, idx), self.tools(row, idx)
+    if not msgs: raise DataError(f"example {idx}: the conversation is empty (strategy `{self.name}`)")
+    full = self.render_chat(msgs, tools=tools)
+    enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, starts, ends = list(enc['input_ids']), [s for s, _ in enc['offset_mapping']], [e for _, e in enc['offset_mapping']]
+    labels, last = [IGNORE] * len(ids), {}
+    ends_with = (('eot', self.eot_ids, self.train_on_eot), ('eos', {self.tokenizer.eos_token_id}, self.train_on_eos))
+    for i, m in enumerate(msgs):
+        train = self.trains(m)
+        if not train and 'all' not in (self.train_on_eos, self.train_on_eot): continue
+        span = self.content_span(full, msgs, i, tools)
+        s, e = (bisect.bisect_right(ends, span[0]), bisect.bisect_left(starts, span[1])) if span else (-1, -1)
+        if train and s != -1: labels[s:e] = ids[s:e]
+        for kind, wanted, opt in ends_with:
+            k = _first(ids, e, wanted)
+            if k == -1 or abs(k - e) > EOT_WINDOW: continue
+            last[kind] = k
+            if opt == 'all' or (opt == 'turn' and train): labels[k] = ids[k]
+    for kind, _, opt in ends_with:
+        if opt == 'last' and kind in last: labels[last[kind]] = ids[last[kind]]
+    return ids, labels
+
+# %% ../nbs/02_prompts.ipynb #f647450f
+@patch
+def batch(self:ChatTemplate, cols:dict, idxs:list) -> dict:
+    enc = [self.encode({k: v[j] for k, v in cols.items() if v[j] is not None}, i) for j, i in enumerate(idxs)]
+    ids, labs = [a for a, _ in enc], [b for _, b in enc]
+    return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
 
 # %% ../nbs/02_prompts.ipynb #4b9dfd5d
 class Preference(ChatTemplate):
@@ -365,6 +498,6 @@ def get_strategy(ds:dict, tokenizer, cfg=None) -> Strategy:
     if rl in ('dpo', 'ipo', 'orpo', 'simpo', 'kto', 'grpo'): return Preference(ds, tokenizer, cfg, kind=rl if rl in ('kto', 'grpo') else 'dpo')
     t = t or 'chat_template'
     base, _, style = t.partition(':')
-    if base == 'alpaca' and style: return AlpacaChat(ds, tokenizer, cfg, style=style)
-    if base not in SFT_STRATEGIES: raise DataError(f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chatml)")
+    if base == 'alpaca' and style: return Alpaca(ds, tokenizer, cfg, style=style)
+    if base not in SFT_STRATEGIES: raise DataError(f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / alpaca:phi)")
     return SFT_STRATEGIES[base](ds, tokenizer, cfg)
