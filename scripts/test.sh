@@ -21,6 +21,7 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 python scripts/readme.py --check
+python scripts/tutorials.py --check
 
 echo "== ruff (config in pyproject.toml)"
 ruff check .  # modules, scripts, tests, bench and the notebooks themselves
