@@ -7,21 +7,25 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/distributed.html.md"""
 
 # %% ../nbs/08_distributed.ipynb #b43898a3
 from __future__ import annotations
-import json, os, shutil, subprocess, sys, warnings
+import importlib.util, json, os, shutil, subprocess, sys, warnings
 from pathlib import Path
-from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-from .config import AxolotlConfig, UserError, resolve_path, suggest
+from .config import AxolotlConfig, UserError, pkg_path, resolve_path, suggest
+from .rules import load_config
+from .models import bnb_4bit_params, disable_cpu_repack, info
 
 # %% auto #0
-__all__ = ['FSDP_KEYS', 'FSDP1_ONLY', 'FSDP_SHARDING', 'FSDP_OPTIONS', 'STATE_DICT_TYPES', 'AUTO_WRAP_POLICIES', 'LAUNCHERS',
-           'world_size', 'rank', 'backend_for_device', 'fsdp_options', 'fsdp_config', 'layer_classes',
-           'decoder_layer_cls', 'shipped_deepspeed_dir', 'deepspeed_available', 'deepspeed_config', 'enable_cpu_fsdp',
-           'training_args_kwargs', 'quant_storage_dtype', 'check_quant_storage', 'qlora_fsdp_storage', 'mp_policy',
-           'fsdp2_wrap', 'local_process_group', 'prepare_model', 'launch_command', 'launch']
+__all__ = ['FSDP_KEYS', 'FSDP1_ONLY', 'FSDP_SHARDING', 'FSDP_OPTIONS', 'STATE_DICT_TYPES', 'AUTO_WRAP_POLICIES', 'FSDP_NOT_USED',
+           'DS_KEYS', 'DS_ZERO_KEYS', 'LAUNCHERS', 'world_size', 'rank', 'backend_for_device', 'fsdp_options',
+           'fsdp_config', 'layer_classes', 'decoder_layer_cls', 'shipped_deepspeed_dir', 'deepspeed_presets',
+           'deepspeed_available', 'check_deepspeed_dict', 'check_deepspeed_quant', 'deepspeed_config',
+           'enable_cpu_fsdp', 'enable_cpu_deepspeed', 'setup_distributed', 'training_args_kwargs',
+           'quant_storage_dtype', 'check_quant_storage', 'mp_policy', 'fsdp2_wrap', 'local_process_group',
+           'prepare_model', 'launch_command', 'launch']
 
 # %% ../nbs/08_distributed.ipynb #ecdbf200
 def world_size() -> int:
@@ -49,67 +53,90 @@ FSDP_SHARDING = {'full_shard': True, 'shard_grad_op': False}  # FSDP2: reshard_a
 FSDP_OPTIONS = {'full_shard', 'shard_grad_op', 'hybrid_shard', 'hybrid_shard_zero2', 'no_shard', 'offload', 'auto_wrap'}
 STATE_DICT_TYPES = {'FULL_STATE_DICT', 'SHARDED_STATE_DICT'}
 AUTO_WRAP_POLICIES = {'TRANSFORMER_BASED_WRAP', 'SIZE_BASED_WRAP', 'NO_WRAP'}
+FSDP_NOT_USED = {  # Axolotl 0.21 fsdp_config keys we accept but do not act on, and why
+    'cpu_offload_pin_memory': 'offloaded shards are pinned exactly when a GPU is present',
+    'final_state_dict_type': 'the final model is saved as fsdp_state_dict_type says (FULL_STATE_DICT: one file)',
+    'mixed_precision_policy': 'mixed precision follows bf16 / fp16 (compute) with fp32 gradient reduction'}
 
 def _bool(v) -> bool: return v if isinstance(v, bool) else str(v).strip().lower() in ('1', 'true', 'yes', 'on')
 
 # %% ../nbs/08_distributed.ipynb #99a8124e
 def fsdp_options(cfg:AxolotlConfig) -> list[str]:
-    "The `fsdp:` value as a list of lower-case options (`[]` when FSDP is off)."
+    "The `fsdp:` value as a list of lower-case options (`[]` when FSDP is off: `cfg.uses_fsdp` decides)."
     f = cfg.fsdp
-    if f is None and (cfg.fsdp_config or cfg.fsdp_version): f = True  # Axolotl's FSDP2 style: fsdp_version + fsdp_config only
-    if f is None or f is False: return []
-    if f is True: return ['full_shard', 'auto_wrap']
-    items = f.split() if isinstance(f, str) else list(f)
-    items = [str(i).lower() for i in items]
+    if not cfg.uses_fsdp: return []
+    if f is None or f is True: return ['full_shard', 'auto_wrap']  # Axolotl's FSDP2 style: fsdp_version + fsdp_config
+    items = [str(i).lower() for i in (f.split() if isinstance(f, str) else list(f))]
     for i in items:
-        if i not in FSDP_OPTIONS:
-            raise UserError(f"fsdp: unknown option `{i}`" + (f" — did you mean `{s}`?" if (s := suggest(i, FSDP_OPTIONS)) else '')
-                            + f"; use a list of {sorted(FSDP_OPTIONS)}, e.g. `fsdp: [full_shard, auto_wrap]`")
+        if i in FSDP_OPTIONS: continue
+        s = suggest(i, FSDP_OPTIONS)
+        raise UserError(f"fsdp: unknown option `{i}`" + (f" — did you mean `{s}`?" if s else '')
+                        + f"; use a list of {sorted(FSDP_OPTIONS)}, e.g. `fsdp: [full_shard, auto_wrap]`")
     return items
 
 # %% ../nbs/08_distributed.ipynb #69b97173
-def fsdp_config(cfg:AxolotlConfig) -> dict:
-    "transformers' `fsdp_config` dict (FSDP2 by default) from Axolotl's `fsdp` + `fsdp_config` keys."
-    opts = fsdp_options(cfg)
-    if not opts: return {}
-    out, raw = {}, dict(cfg.fsdp_config or {})
+def _map_fsdp_keys(raw:dict) -> tuple[dict, list[str]]:
+    "Axolotl's `fsdp_config` block → transformers keys, plus a `sharding_strategy` given there as an extra option."
+    out, opts = {}, []
     for k, v in raw.items():
         key = k[5:] if k.startswith('fsdp_') else k
+        if v is None: continue  # `key: null` in YAML: the default
+        if key in FSDP_NOT_USED:
+            info(f"fsdp_config.{k}: accepted but not used here — {FSDP_NOT_USED[key]}")
+            continue
         if key == 'sharding_strategy':
             s = str(v).lower()
             if s not in FSDP_SHARDING and s not in FSDP_OPTIONS:
                 raise UserError(f"fsdp_config.{k}: unknown sharding strategy `{v}`; use FULL_SHARD or SHARD_GRAD_OP")
-            opts = opts + [s]; continue
-        if key in FSDP1_ONLY: out[key] = v; continue
-        if key not in FSDP_KEYS:
+            opts.append(s)
+        elif key in FSDP1_ONLY: out[key] = v
+        elif key in FSDP_KEYS: out[FSDP_KEYS[key]] = v
+        else:
             s = suggest(key, list(FSDP_KEYS) + ['sharding_strategy'] + sorted(FSDP1_ONLY))
             raise UserError(f"fsdp_config.{k} is not an FSDP option" + (f" — did you mean `fsdp_{s}`?" if s else '')
                             + f"; known: {', '.join('fsdp_' + x for x in FSDP_KEYS)}")
-        out[FSDP_KEYS[key]] = v
-    version = int(out.get('version', cfg.fsdp_version or 2))
-    if version not in (1, 2): raise UserError(f"fsdp_version: {version} is not 1 or 2")
-    out['version'] = version
-    if version == 2:
-        for k in FSDP1_ONLY & set(out): out.pop(k)
+    return out, opts
+
+# %% ../nbs/08_distributed.ipynb #dba62834
+def _apply_options(out:dict, opts:list[str], version:int) -> None:
+    "The `fsdp:` options (full_shard, shard_grad_op, offload, …) as transformers settings, in place."
     for o in opts:
         if o in ('hybrid_shard', 'hybrid_shard_zero2', 'no_shard') and version == 2:
             raise UserError(f"fsdp: `{o}` exists only in FSDP1; with FSDP2 use `full_shard` (reshard after forward) or "
                             "`shard_grad_op` (keep parameters gathered between forward and backward)")
         if o in FSDP_SHARDING: out.setdefault('reshard_after_forward', FSDP_SHARDING[o] if version == 2 else o)
         if o == 'offload': out.setdefault('cpu_offload', True)
+
+def _normalize(out:dict, version:int) -> None:
+    "Booleans as booleans, the wrap class as a list, state-dict type and wrap policy checked, in place."
     if isinstance(out.get('transformer_layer_cls_to_wrap'), str):
-        out['transformer_layer_cls_to_wrap'] = [s.strip() for s in out['transformer_layer_cls_to_wrap'].split(',') if s.strip()]
+        out['transformer_layer_cls_to_wrap'] = [s.strip() for s in out['transformer_layer_cls_to_wrap'].split(',')
+                                                if s.strip()]
     for k in ('cpu_offload', 'activation_checkpointing', 'cpu_ram_efficient_loading'):
         if k in out: out[k] = _bool(out[k])
     if version == 2 and 'reshard_after_forward' in out: out['reshard_after_forward'] = _bool(out['reshard_after_forward'])
     sdt = str(out.get('state_dict_type', 'FULL_STATE_DICT')).upper()
     if sdt not in STATE_DICT_TYPES:
-        raise UserError(f"fsdp_config.fsdp_state_dict_type: `{out['state_dict_type']}` — use FULL_STATE_DICT (one file, "
+        raise UserError(f"fsdp_config.fsdp_state_dict_type: `{sdt}` — use FULL_STATE_DICT (one file, "
                         "gathered on rank 0) or SHARDED_STATE_DICT (one shard per rank, fast to save)")
-    out['state_dict_type'] = sdt
     awp = str(out.get('auto_wrap_policy', 'TRANSFORMER_BASED_WRAP')).upper()
-    if awp not in AUTO_WRAP_POLICIES: raise UserError(f"fsdp_config.fsdp_auto_wrap_policy: `{awp}` — use one of {sorted(AUTO_WRAP_POLICIES)}")
-    out['auto_wrap_policy'] = awp
+    if awp not in AUTO_WRAP_POLICIES:
+        raise UserError(f"fsdp_config.fsdp_auto_wrap_policy: `{awp}` — use one of {sorted(AUTO_WRAP_POLICIES)}")
+    out.update(state_dict_type=sdt, auto_wrap_policy=awp)
+
+# %% ../nbs/08_distributed.ipynb #aab7637a
+def fsdp_config(cfg:AxolotlConfig) -> dict:
+    "transformers' `fsdp_config` dict (FSDP2 by default) from Axolotl's `fsdp` + `fsdp_config` keys."
+    opts = fsdp_options(cfg)
+    if not opts: return {}
+    out, extra = _map_fsdp_keys(dict(cfg.fsdp_config or {}))
+    version = int(out.get('version') or cfg.fsdp_version or 2)
+    if version not in (1, 2): raise UserError(f"fsdp_version: {version} is not 1 or 2")
+    out['version'] = version
+    if version == 2:
+        for k in FSDP1_ONLY & set(out): out.pop(k)
+    _apply_options(out, opts + extra, version)
+    _normalize(out, version)
     return out
 
 # %% ../nbs/08_distributed.ipynb #8f612a8c
@@ -137,107 +164,218 @@ def decoder_layer_cls(model:nn.Module, wanted:list[str]|str|None=None) -> list[s
         return wanted
     nsm = [c for c in (getattr(_unwrap(model), '_no_split_modules', None) or []) if c in names]
     found = nsm or layer_classes(model)[:1]
-    if not found: raise UserError(f"could not find a decoder layer class in {type(_unwrap(model)).__name__}; set fsdp_config.fsdp_transformer_layer_cls_to_wrap")
+    if not found: raise UserError(f"could not find a decoder layer class in {type(_unwrap(model)).__name__}; "
+                                  "set fsdp_config.fsdp_transformer_layer_cls_to_wrap")
     return found
 
 # %% ../nbs/08_distributed.ipynb #6f192327
+DS_KEYS = frozenset({  # DeepSpeed 0.19 top-level config keys (docs: deepspeed.ai/docs/config-json)
+    'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'optimizer', 'scheduler',
+    'fp16', 'bf16', 'bfloat16', 'amp', 'torch_autocast', 'gradient_clipping', 'prescale_gradients',
+    'gradient_predivide_factor', 'sparse_gradients', 'communication_data_type', 'seq_parallel_communication_data_type',
+    'zero_optimization', 'zero_allow_untested_optimizer', 'zero_force_ds_cpu_optimizer', 'steps_per_print',
+    'wall_clock_breakdown', 'dump_state', 'memory_breakdown', 'flops_profiler', 'activation_checkpointing',
+    'sparse_attention', 'data_efficiency', 'curriculum_learning', 'tensorboard', 'wandb', 'csv_monitor', 'comet',
+    'comms_logger', 'elasticity', 'aio', 'checkpoint', 'data_types', 'compression_training', 'autotuning',
+    'dataloader_drop_last', 'disable_allgather', 'nebula', 'pipeline', 'progressive_layer_drop', 'eigenvalue',
+    'quantize_training', 'hybrid_engine', 'compile', 'weight_quantization', 'timers', 'graph_harvesting',
+    'use_data_before_expert_parallelism', 'log_level', 'disable_python_gc', 'managed_gradient_accumulation',
+    'gradient_allreduce_op', 'tensor_parallel', 'load_universal_checkpoint', 'use_node_local_storage'})
+
+# %% ../nbs/08_distributed.ipynb #33276988
+DS_ZERO_KEYS = frozenset({  # fields (and aliases) of DeepSpeed 0.19's DeepSpeedZeroConfig
+    'stage', 'contiguous_gradients', 'reduce_scatter', 'reduce_bucket_size', 'use_multi_rank_bucket_allreduce',
+    'allgather_partitions', 'allgather_bucket_size', 'overlap_comm', 'load_from_fp32_weights', 'elastic_checkpoint',
+    'offload_param', 'offload_optimizer', 'sub_group_size', 'cpu_offload_param', 'cpu_offload_use_pin_memory',
+    'cpu_offload', 'prefetch_bucket_size', 'stage3_prefetch_bucket_size', 'param_persistence_threshold',
+    'stage3_param_persistence_threshold', 'model_persistence_threshold', 'stage3_model_persistence_threshold',
+    'max_live_parameters', 'stage3_max_live_parameters', 'max_reuse_distance', 'stage3_max_reuse_distance',
+    'gather_16bit_weights_on_model_save', 'stage3_gather_16bit_weights_on_model_save',
+    'stage3_gather_fp16_weights_on_model_save', 'module_granularity_threshold', 'stage3_module_granularity_threshold',
+    'use_all_reduce_for_fetch_params', 'stage3_use_all_reduce_for_fetch_params', 'allgather_sequential',
+    'stage3_allgather_sequential', 'ignore_unused_parameters', 'legacy_stage1', 'round_robin_gradients',
+    'zero_hpz_partition_size', 'zero_quantized_weights', 'zero_quantized_nontrainable_weights',
+    'zero_quantized_gradients', 'memory_efficient_linear', 'pipeline_loading_checkpoint', 'override_module_apply',
+    'log_trace_cache_warnings', 'enable_sanity_checks', 'compute_grad_norm', 'leaf_module', 'parameter_alignment',
+    'save_muon_momentum_buffer_in_memory', 'zenflow', 'mics_shard_size', 'mics_hierarchical_params_gather'})
+
 def shipped_deepspeed_dir() -> Path|None:
-    "The `deepspeed_configs/` folder shipped with axolotl_nb (repo root), if it can be found."
-    here = [Path(__file__).resolve().parent.parent] if '__file__' in globals() else []
-    for d in here + [Path.cwd(), Path.cwd().parent]:
-        if (d/'deepspeed_configs').is_dir(): return d/'deepspeed_configs'
-    return None
+    "The DeepSpeed presets shipped inside the package (`pkg://axolotl_nb/deepspeed_configs`)."
+    return pkg_path('pkg://axolotl_nb/deepspeed_configs')
+
+def deepspeed_presets() -> list[str]:
+    "Names of the shipped presets (`deepspeed: zero2` works like `deepspeed: zero2.json`)."
+    d = shipped_deepspeed_dir()
+    return sorted(f.stem for f in d.glob('*.json')) if d else []
 
 def deepspeed_available() -> bool:
-    "Whether the `deepspeed` package can be imported."
-    import importlib.util
+    "Whether the `deepspeed` package can be imported (the `deepspeed` extra)."
     return importlib.util.find_spec('deepspeed') is not None
 
-def deepspeed_config(cfg:AxolotlConfig, # the run config
-                     require_installed:bool=True, # also fail when the deepspeed package is missing
-                    ) -> Path|None:
-    "Validated path of the `deepspeed:` JSON (None when unset); `UserError` naming the problem otherwise."
-    if not cfg.deepspeed: return None
-    p, shipped = resolve_path(cfg, cfg.deepspeed), shipped_deepspeed_dir()
-    if not p.exists() and shipped is not None and (shipped/Path(cfg.deepspeed).name).exists(): p = shipped/Path(cfg.deepspeed).name
-    if not p.exists():
-        names = sorted(f.name for f in shipped.glob('*.json')) if shipped else []
-        raise UserError(f"deepspeed: {cfg.deepspeed} not found" + (f"; shipped configs: {', '.join(names)}" if names else ''))
+# %% ../nbs/08_distributed.ipynb #14816afe
+def _ds_file(cfg:AxolotlConfig, v:str) -> Path:
+    "The JSON file a `deepspeed:` string names: a path (cwd, then the YAML's folder), `pkg://…`, or a preset name."
+    ship = shipped_deepspeed_dir()
+    cands = [pkg_path(v) if v.startswith('pkg://') else resolve_path(cfg, v)]
+    if ship is not None: cands += [ship/v, ship/f'{v}.json', ship/Path(v).name]
+    for p in cands:
+        if p is not None and p.is_file(): return p
+    raise UserError(f"deepspeed: {v} not found (looked in {Path.cwd()} and {cfg.config_dir}); shipped presets: "
+                    f"{', '.join(deepspeed_presets())} — or give the DeepSpeed config inline as a mapping")
+
+def _ds_load(cfg:AxolotlConfig) -> tuple[str, dict]:
+    "(where, the DeepSpeed config object) for `cfg.deepspeed`: a preset name, a path or an inline mapping."
+    if isinstance(cfg.deepspeed, dict): return 'deepspeed (inline)', dict(cfg.deepspeed)
+    p = _ds_file(cfg, str(cfg.deepspeed))
     try: ds = json.loads(p.read_text())
     except json.JSONDecodeError as e: raise UserError(f"deepspeed: {p} is not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(ds, dict): raise UserError(f"deepspeed: {p} must hold a JSON object")
+    return str(p), ds
+
+# %% ../nbs/08_distributed.ipynb #cca3d56c
+def _unknown(where:str, prefix:str, keys, known:frozenset) -> None:
+    "Name the first key DeepSpeed does not know, with a suggestion."
+    for k in keys:
+        if k in known: continue
+        s = suggest(k, known)
+        raise UserError(f"{where}: `{prefix}{k}` is not a DeepSpeed config key" + (f" — did you mean `{prefix}{s}`?" if s
+                        else '') + " (DeepSpeed would ignore or reject it; see deepspeed.ai/docs/config-json)")
+
+def check_deepspeed_dict(ds:dict, # the DeepSpeed config object
+                         where:str='deepspeed' # the file or key, for messages
+                        ) -> int:
+    "Check a DeepSpeed config object: known keys, ZeRO stage, offload devices. Returns the ZeRO stage."
+    _unknown(where, '', ds, DS_KEYS)
     zo = ds.get('zero_optimization') or {}
+    _unknown(where, 'zero_optimization.', zo, DS_ZERO_KEYS)
     stage = zo.get('stage', 0)
-    if stage not in (0, 1, 2, 3): raise UserError(f"deepspeed: {p}: zero_optimization.stage is {stage!r}; use 0, 1, 2 or 3")
+    if stage not in (0, 1, 2, 3): raise UserError(f"{where}: zero_optimization.stage is {stage!r}; use 0, 1, 2 or 3")
     for k in ('offload_optimizer', 'offload_param'):
         dev = (zo.get(k) or {}).get('device', 'none')
-        if dev not in ('cpu', 'nvme', 'none'): raise UserError(f"deepspeed: {p}: zero_optimization.{k}.device is {dev!r}; use cpu, nvme or none")
+        if dev not in ('cpu', 'nvme', 'none'):
+            raise UserError(f"{where}: zero_optimization.{k}.device is {dev!r}; use cpu, nvme or none")
     if (zo.get('offload_param') or {}).get('device', 'none') != 'none' and stage != 3:
-        raise UserError(f"deepspeed: {p}: offload_param needs ZeRO stage 3 (stage is {stage}); use offload_optimizer with stage {stage}")
+        raise UserError(f"{where}: offload_param needs ZeRO stage 3 (stage is {stage}); "
+                        f"use offload_optimizer with stage {stage}")
+    return stage
+
+# %% ../nbs/08_distributed.ipynb #9919902c
+def check_deepspeed_quant(cfg:AxolotlConfig, stage:int, where:str='deepspeed') -> None:
+    "Refuse ZeRO-3 with a 4-bit / 8-bit bitsandbytes base (ZeRO-3 cannot partition packed quantized weights)."
+    if stage != 3 or not (cfg.load_in_4bit or cfg.load_in_8bit): return
+    q = 'load_in_4bit' if cfg.load_in_4bit else 'load_in_8bit'
+    raise UserError(f"{where}: DeepSpeed ZeRO-3 with `{q}: true` is not supported — ZeRO-3 partitions every parameter "
+                    "and cannot partition bitsandbytes' packed quantized weights (Axolotl issues #207, #1240, #1481 "
+                    "crash here). Use a ZeRO-2 preset (`deepspeed: zero2`), or FSDP (`fsdp: [full_shard, auto_wrap]`) "
+                    f"which shards a 4-bit base, or drop `{q}`")
+
+def deepspeed_config(cfg:AxolotlConfig, # the run config
+                     require_installed:bool=True, # also fail when the deepspeed package is missing
+                    ) -> Path|dict|None:
+    "The checked `deepspeed:` config (a JSON path, or the inline dict) for `TrainingArguments`; None when unset."
+    if not cfg.deepspeed: return None
+    where, ds = _ds_load(cfg)
+    check_deepspeed_quant(cfg, check_deepspeed_dict(ds, f"deepspeed: {where}"), f"deepspeed: {where}")
     if require_installed and not deepspeed_available():
-        raise UserError(f"deepspeed: {p.name} requested but DeepSpeed is not installed; `pip install 'axolotl_nb[gpu]'` "
-                        "(needs CUDA), or use `fsdp: [full_shard, auto_wrap]` which runs on plain PyTorch")
-    return p
+        raise UserError(f"deepspeed: {where} requested but DeepSpeed is not installed; "
+                        "`pip install 'axolotl_nb[deepspeed]'`, or use `fsdp: [full_shard, auto_wrap]` (plain PyTorch)")
+    return ds if isinstance(cfg.deepspeed, dict) else Path(where)
 
 # %% ../nbs/08_distributed.ipynb #6b1cd5c8
-_CPU_FSDP_PATCHED = False
+_PATCHED: set[str] = set()
 
 def enable_cpu_fsdp() -> bool:
     "Let accelerate run FSDP on a CPU-only multi-process (gloo) job instead of silently using DDP; idempotent."
-    global _CPU_FSDP_PATCHED
-    if _CPU_FSDP_PATCHED: return False
+    if 'fsdp' in _PATCHED: return False
+    import accelerate.accelerator as AA
     import accelerate.state as AS
     from accelerate.utils import DistributedType
-    orig = AS.AcceleratorState.__init__
-    def __init__(self, mixed_precision=None, cpu=False, dynamo_plugin=None, deepspeed_plugin=None, fsdp_plugin=None, *args, **kw):
+    orig, prep = AS.AcceleratorState.__init__, AA.fsdp2_prepare_model
+    def __init__(self, mixed_precision=None, cpu=False, dynamo_plugin=None, deepspeed_plugin=None, fsdp_plugin=None,
+                 *args, **kw):
         orig(self, mixed_precision, cpu, dynamo_plugin, deepspeed_plugin, fsdp_plugin, *args, **kw)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            self.distributed_type = AS.PartialState._shared_state['distributed_type'] = DistributedType.FSDP
-            if self._mixed_precision != 'no': fsdp_plugin.set_mixed_precision(self._mixed_precision)
-            self.fsdp_plugin = fsdp_plugin
-    AS.AcceleratorState.__init__ = __init__
-    import accelerate.accelerator as AA
-    prep = AA.fsdp2_prepare_model
+        if fsdp_plugin is None or self.distributed_type != DistributedType.MULTI_CPU: return
+        self.distributed_type = AS.PartialState._shared_state['distributed_type'] = DistributedType.FSDP
+        if self._mixed_precision != 'no': fsdp_plugin.set_mixed_precision(self._mixed_precision)
+        self.fsdp_plugin = fsdp_plugin
     def fsdp2_prepare_model(accelerator, model):
-        for mod in model.modules():  # bnb's CPU eval-time repack would rewrite gathered NF4 weights (see FSDP + QLoRA)
-            if hasattr(mod, 'support_avx512bf16_for_cpu'): mod.support_avx512bf16_for_cpu = False
+        disable_cpu_repack(model)  # bnb's CPU eval-time repack would rewrite gathered NF4 weights
         return prep(accelerator, model)
-    AA.fsdp2_prepare_model = fsdp2_prepare_model
-    _CPU_FSDP_PATCHED = True
+    AS.AcceleratorState.__init__, AA.fsdp2_prepare_model = __init__, fsdp2_prepare_model
+    _PATCHED.add('fsdp')
     return True
 
+# %% ../nbs/08_distributed.ipynb #864319df
+def enable_cpu_deepspeed() -> bool:
+    "Let accelerate start DeepSpeed on a CPU-only multi-process job (gloo backend, all ranks counted); idempotent."
+    if 'deepspeed' in _PATCHED: return False
+    import accelerate.state as AS
+    from accelerate.utils import DistributedType
+    orig = AS.PartialState._prepare_backend
+    def _prepare_backend(self, cpu=False, sagemaker_dp=False, backend=None):
+        b, t = orig(self, cpu, sagemaker_dp, backend)
+        ds = os.environ.get('ACCELERATE_USE_DEEPSPEED', 'false').lower() == 'true'
+        if b is None and not cpu and ds and int(os.environ.get('LOCAL_RANK', -1)) != -1:
+            return 'gloo', DistributedType.MULTI_CPU
+        return b, t
+    AS.PartialState._prepare_backend = _prepare_backend
+    _PATCHED.add('deepspeed')
+    return True
+
+def setup_distributed(cfg:AxolotlConfig) -> list[str]:
+    "Once, where a run starts: the process-wide patches this config needs on a CPU-only multi-process job."
+    if world_size() == 1 or torch.cuda.is_available(): return []
+    done = []
+    if cfg.uses_fsdp and enable_cpu_fsdp(): done.append('FSDP')
+    if cfg.deepspeed and enable_cpu_deepspeed(): done.append('DeepSpeed')
+    if done and rank() == 0: info(f"CPU-only job: accelerate patched to run {' and '.join(done)} over gloo")
+    return done
+
 # %% ../nbs/08_distributed.ipynb #8ce173f8
+def _fsdp_kwargs(cfg:AxolotlConfig, fc:dict, model:nn.Module|None) -> dict:
+    "`fsdp` + `fsdp_config` for a multi-process job, the wrap class checked against `model`."
+    if model is not None and fc.get('auto_wrap_policy') == 'TRANSFORMER_BASED_WRAP':
+        fc['transformer_layer_cls_to_wrap'] = decoder_layer_cls(model, fc.get('transformer_layer_cls_to_wrap'))
+    if cfg.gradient_checkpointing: fc['activation_checkpointing'] = True
+    if fc.get('cpu_offload') and not torch.cuda.is_available():
+        warnings.warn("fsdp_offload_params ignored: without a GPU the parameter shards already live in CPU memory")
+        fc['cpu_offload'] = False
+    out = dict(fsdp=True, fsdp_config=fc)
+    if fc.get('activation_checkpointing'): out.update(activation_checkpointing=False, gradient_checkpointing=False)
+    return out
+
+def _require_patch(name:str) -> None:
+    if name.lower() not in _PATCHED and not torch.cuda.is_available():
+        raise RuntimeError(f"{name} on a CPU-only multi-process job needs `distributed.setup_distributed(cfg)` where the "
+                           "run starts (accelerate would otherwise not shard)")
+
+# %% ../nbs/08_distributed.ipynb #d971b7b3
 def training_args_kwargs(cfg:AxolotlConfig, # the run config
                          model:nn.Module|None=None, # the model to train, to check the FSDP wrap class against
                         ) -> dict:
     "Extra `TrainingArguments` kwargs for FSDP / DeepSpeed / DDP (`{}` for a single-process run)."
     out, ws = {}, world_size()
-    fc = fsdp_config(cfg)
-    if fc and cfg.deepspeed: raise UserError("deepspeed: set together with FSDP (fsdp / fsdp_config / fsdp_version); they are alternative sharding engines — keep one")
-    if fc and ws > 1:
-        if model is not None and fc.get('auto_wrap_policy') == 'TRANSFORMER_BASED_WRAP':
-            fc['transformer_layer_cls_to_wrap'] = decoder_layer_cls(model, fc.get('transformer_layer_cls_to_wrap'))
-        if cfg.gradient_checkpointing: fc['activation_checkpointing'] = True
-        if fc.get('cpu_offload') and not torch.cuda.is_available():
-            warnings.warn("fsdp_offload_params ignored: without a GPU the parameter shards already live in CPU memory")
-            fc['cpu_offload'] = False
-        if fc.get('activation_checkpointing'): out.update(activation_checkpointing=False, gradient_checkpointing=False)
-        out.update(fsdp=True, fsdp_config=fc)
-        if not torch.cuda.is_available(): enable_cpu_fsdp()
-    ds = deepspeed_config(cfg)
-    if ds is not None: out['deepspeed'] = str(ds)
-    if ws > 1:
-        out['ddp_backend'] = backend_for_device()
-        if not torch.cuda.is_available(): out['use_cpu'] = True  # else accelerate sees no device to distribute over
-        if not fc and ds is None: out['ddp_find_unused_parameters'] = False
+    fc, ds = fsdp_config(cfg), deepspeed_config(cfg)
+    if fc and ds is not None:
+        raise UserError("deepspeed: set together with FSDP (fsdp / fsdp_config / fsdp_version); they are alternative "
+                        "sharding engines — keep one")
+    if ds is not None: out['deepspeed'] = ds if isinstance(ds, dict) else str(ds)
+    if ws == 1: return out
+    if fc:
+        _require_patch('FSDP')
+        out.update(_fsdp_kwargs(cfg, fc, model))
+    if ds is not None:
+        _require_patch('DeepSpeed')
+        return out
+    out['ddp_backend'] = backend_for_device()
+    if not torch.cuda.is_available(): out['use_cpu'] = True  # else accelerate sees no device to distribute over
+    if not fc: out['ddp_find_unused_parameters'] = False
     return out
 
 # %% ../nbs/08_distributed.ipynb #032cd6e8
 def quant_storage_dtype(model:nn.Module) -> torch.dtype|None:
     "Storage dtype of the model's 4-bit weights (None when it has none)."
-    for p in model.parameters():
-        if type(p).__name__ == 'Params4bit': return p.dtype
-    return None
+    return next((p.dtype for p in bnb_4bit_params(model)), None)
 
 def check_quant_storage(model:nn.Module, # model that may hold bitsandbytes 4-bit weights
                         param_dtype:torch.dtype|None=None, # FSDP mixed-precision compute dtype (None: no casting)
@@ -246,38 +384,33 @@ def check_quant_storage(model:nn.Module, # model that may hold bitsandbytes 4-bi
     d = quant_storage_dtype(model)
     if d is None or not d.is_floating_point or param_dtype is None or d == param_dtype: return
     name = str(param_dtype).removeprefix('torch.')
-    raise UserError(f"FSDP + QLoRA: the 4-bit weights are stored as {d} but FSDP computes in {param_dtype}, so it would cast "
-                    f"the packed NF4 bytes as if they were numbers; set `bnb_4bit_quant_storage: {name}` (= the compute dtype)")
-
-def qlora_fsdp_storage(cfg:AxolotlConfig) -> str:
-    "The `bnb_4bit_quant_storage` FSDP + QLoRA needs: the compute dtype."
-    return cfg.bnb_4bit_compute_dtype or ('bfloat16' if cfg.bf16 is True else 'float16' if cfg.fp16 else 'float32')
+    raise UserError(f"FSDP + QLoRA: the 4-bit weights are stored as {d} but FSDP computes in {param_dtype}, so it "
+                    f"would cast the packed NF4 bytes as if they were numbers; set `bnb_4bit_quant_storage: {name}` "
+                    "(= the compute dtype)")
 
 # %% ../nbs/08_distributed.ipynb #c73fcbd7
-def mp_policy(cfg_or_dtype:AxolotlConfig|torch.dtype|str|None) -> 'MixedPrecisionPolicy':
+def mp_policy(cfg_or_dtype:AxolotlConfig|torch.dtype|str|None) -> MixedPrecisionPolicy:
     "FSDP2 mixed-precision policy: compute in bf16/fp16 (from the config or a dtype), reduce in fp32; fp32 → no casting."
-    from torch.distributed.fsdp import MixedPrecisionPolicy
     d = cfg_or_dtype
     if isinstance(d, AxolotlConfig): d = torch.bfloat16 if d.bf16 is True else torch.float16 if d.fp16 else None
     if isinstance(d, str): d = getattr(torch, {'bf16': 'bfloat16', 'fp16': 'float16', 'fp32': 'float32'}.get(d, d))
     if d in (None, torch.float32): return MixedPrecisionPolicy()
     return MixedPrecisionPolicy(param_dtype=d, reduce_dtype=torch.float32)
 
+# %% ../nbs/08_distributed.ipynb #4ade4688
 def fsdp2_wrap(model:nn.Module, # model (or PEFT model) to shard in place
                layer_cls:list[str]|str|None=None, # block classes to make FSDP units (default: detected decoder layer)
-               mp:'MixedPrecisionPolicy|torch.dtype|str|None'=None, # mixed precision (policy, dtype, or 'bf16'/'fp16')
+               mp:MixedPrecisionPolicy|torch.dtype|str|None=None, # mixed precision (policy, dtype, or 'bf16'/'fp16')
                offload:bool=False, # keep parameter shards and the optimizer step on CPU
-               reshard_after_forward:bool=True, # free gathered weights after forward (full_shard) or keep them (shard_grad_op)
+               reshard_after_forward:bool=True, # free gathered weights after forward (full_shard) or keep them
               ) -> nn.Module:
     "Shard `model` with FSDP2 `fully_shard`: one unit per decoder layer, then the root."
-    from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy, CPUOffloadPolicy, OffloadPolicy
     mp = mp if isinstance(mp, MixedPrecisionPolicy) else mp_policy(mp)
     check_quant_storage(model, mp.param_dtype)
-    for mod in model.modules():  # bnb's CPU inference repack would turn gathered NF4 weights into uint8
-        if hasattr(mod, 'support_avx512bf16_for_cpu'): mod.support_avx512bf16_for_cpu = False
+    disable_cpu_repack(model)  # bnb's CPU inference repack would turn gathered NF4 weights into uint8
     names = set(decoder_layer_cls(model, layer_cls))
-    kw = dict(mp_policy=mp, reshard_after_forward=reshard_after_forward,
-              offload_policy=CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if offload else OffloadPolicy())
+    off = CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if offload else OffloadPolicy()
+    kw = dict(mp_policy=mp, reshard_after_forward=reshard_after_forward, offload_policy=off)
     for mod in [mod for mod in model.modules() if type(mod).__name__ in names]: fully_shard(mod, **kw)
     fully_shard(model, **kw)
     return model
@@ -303,13 +436,14 @@ def prepare_model(model:nn.Module, # the loaded model (PEFT-wrapped or not)
     fc = fsdp_config(cfg)
     if not fc or world_size() == 1: return model
     if fc['auto_wrap_policy'] == 'TRANSFORMER_BASED_WRAP': decoder_layer_cls(model, fc.get('transformer_layer_cls_to_wrap'))
-    check_quant_storage(model, mp_policy(cfg).param_dtype)
+    compute = mp_policy(cfg).param_dtype
+    check_quant_storage(model, compute)
     d = quant_storage_dtype(model)
     if d is not None and not d.is_floating_point:
-        warnings.warn(f"FSDP + QLoRA with {d} 4-bit storage: the quantized weights will not be sharded (each rank keeps all of them); "
-                      f"set `bnb_4bit_quant_storage: {qlora_fsdp_storage(cfg)}` to shard them")
-    for mod in model.modules():
-        if hasattr(mod, 'support_avx512bf16_for_cpu'): mod.support_avx512bf16_for_cpu = False
+        name = str(compute or torch.float32).removeprefix('torch.')
+        warnings.warn(f"FSDP + QLoRA with {d} 4-bit storage: the quantized weights will not be sharded (each rank keeps "
+                      f"all of them); set `bnb_4bit_quant_storage: {name}` (the compute dtype) to shard them")
+    disable_cpu_repack(model)
     return model
 
 # %% ../nbs/08_distributed.ipynb #d3696417
@@ -340,11 +474,11 @@ def launch(launcher:str, # python, torchrun or accelerate
            launcher_args:list[str], # arguments for the launcher, e.g. `['--nproc_per_node', '2']`
           ) -> int:
     "Validate the config, then run `axolotl-nb argv` under `launcher`; returns the exit code."
-    from axolotl_nb.config import load_config
     if os.environ.get('AXOLOTL_NB_LAUNCHED'): raise UserError("already running under a launcher; drop --launcher")
     cmd = launch_command(launcher, argv, launcher_args)
     if len(argv) >= 2:
         cfg = load_config(argv[1], argv[2:])
-        fsdp_config(cfg); deepspeed_config(cfg)
+        fsdp_config(cfg)
+        deepspeed_config(cfg)
     print('launching: ' + ' '.join(cmd), file=sys.stderr, flush=True)
     return subprocess.call(cmd, env={**os.environ, 'AXOLOTL_NB_LAUNCHED': '1'})

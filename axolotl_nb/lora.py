@@ -9,18 +9,19 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/lora.html.md"""
 from __future__ import annotations
 import json, re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 from torch import nn
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft.tuners.lora.layer import Embedding as LoraEmbedding
 from transformers import AutoConfig, PreTrainedModel
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS, Conv1D
 from transformers.trainer_pt_utils import get_parameter_names
 
-from .config import AxolotlConfig, UserError, load_config, resolve_path
-from .models import (atomic_dir, capture_info, info, load_model, load_tokenizer, model_dtype, resolve_base_model,
-                               save_tiny_model)
+from .config import AxolotlConfig, UserError, resolve_path
+from .models import (atomic_dir, bnb_4bit_params, info, load_model, load_tokenizer, model_dtype,
+                               resolve_base_model)
 
 # %% auto #0
 __all__ = ['find_linear_names', 'lora_config', 'adapter_dir', 'param_counts', 'keep_embeddings_in', 'apply_lora',
@@ -43,10 +44,8 @@ def _module_name(model:nn.Module, target:Optional[nn.Module]) -> Optional[str]:
         if mod is target: return n.split('.')[-1]
     return None
 
-def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`)
-                model:PreTrainedModel # the model the adapter will wrap
-               ) -> LoraConfig:
-    "A `peft.LoraConfig` from the config's `lora_*` keys."
+def _target_modules(cfg:AxolotlConfig, model:PreTrainedModel) -> list[str]|str|None:
+    "`lora_target_modules` (names, or a regex string) plus every linear layer with `lora_target_linear`."
     tm = cfg.lora_target_modules
     if isinstance(tm, str) and not re.search(r'[\\^$.*+?()\[\]{}|]', tm): tm = [tm]
     if cfg.lora_target_linear:
@@ -55,20 +54,31 @@ def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`)
         else: tm = sorted(set(tm or []) | set(lin))
     if tm is None:
         info("no lora_target_modules / lora_target_linear: using PEFT's default targets for this architecture")
+    return tm
+
+# %% ../nbs/07_lora.ipynb #3272672d
+def _new_token_modules(model:PreTrainedModel, mts:list[str]) -> tuple[list[str], bool]:
+    "Embedding and head names to train in full because new tokens were added; and whether they are tied."
+    if not getattr(model, 'axolotl_nb_new_tokens', 0): return [], False
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    new = [n for n in (_module_name(model, emb), _module_name(model, head)) if n and n not in mts]
+    if not new: return [], False
+    tie = bool(getattr(model.config, 'tie_word_embeddings', False)) and emb.weight is head.weight
+    info(f"{model.axolotl_nb_new_tokens} new token(s) were added: training {' and '.join(new)} in full "
+         f"(added to lora_modules_to_save{', kept tied' if tie else ''}) so their embeddings are learned")
+    return new, tie
+
+def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`)
+                model:PreTrainedModel # the model the adapter will wrap
+               ) -> LoraConfig:
+    "A `peft.LoraConfig` from the config's `lora_*` keys."
     mts = list(cfg.lora_modules_to_save or [])
-    tie = False
-    if getattr(model, 'axolotl_nb_new_tokens', 0):
-        emb, head = _module_name(model, model.get_input_embeddings()), _module_name(model, model.get_output_embeddings())
-        new = [n for n in (emb, head) if n and n not in mts]
-        if new:
-            tie = bool(getattr(model.config, 'tie_word_embeddings', False)) and model.get_input_embeddings().weight is model.get_output_embeddings().weight
-            info(f"{model.axolotl_nb_new_tokens} new token(s) were added: training {' and '.join(new)} in full "
-                 f"(added to lora_modules_to_save{', kept tied' if tie else ''}) so their embeddings are learned")
-            mts += new
+    new, tie = _new_token_modules(model, mts)
     kw = dict(ensure_weight_tying=True) if tie else {}
     return LoraConfig(r=cfg.lora_r or 8, lora_alpha=cfg.lora_alpha or 16, lora_dropout=cfg.lora_dropout or 0.0,
-                      target_modules=tm, modules_to_save=mts or None, use_dora=bool(cfg.peft_use_dora),
-                      use_rslora=bool(cfg.peft_use_rslora), bias='none', task_type='CAUSAL_LM', **kw)
+                      target_modules=_target_modules(cfg, model), modules_to_save=(mts + new) or None,
+                      use_dora=bool(cfg.peft_use_dora), use_rslora=bool(cfg.peft_use_rslora), bias='none',
+                      task_type='CAUSAL_LM', **kw)
 
 # %% ../nbs/07_lora.ipynb #f2543e18
 def adapter_dir(cfg:AxolotlConfig, # the run config
@@ -90,8 +100,8 @@ def _is_quantized(model:nn.Module) -> bool:
 def param_counts(model:nn.Module) -> tuple[int, int]:
     "(trainable, total) parameters, counting packed 4-bit weights by their number of weights."
     if isinstance(model, PeftModel): return model.get_nb_trainable_parameters()
-    tot = sum(p.numel() * (2 if p.__class__.__name__ == 'Params4bit' else 1) for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), tot
+    packed = sum(p.numel() for p in bnb_4bit_params(model))  # two 4-bit weights per stored byte
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()) + packed
 
 # %% ../nbs/07_lora.ipynb #1325f6fb
 def keep_embeddings_in(model:PreTrainedModel, # a model after `prepare_model_for_kbit_training`
@@ -103,6 +113,14 @@ def keep_embeddings_in(model:PreTrainedModel, # a model after `prepare_model_for
         if m is not None: m.to(dtype)
 
 # %% ../nbs/07_lora.ipynb #07a00d38
+def _continue_adapter(model:PreTrainedModel, cfg:AxolotlConfig) -> PeftModel:
+    "The adapter in `lora_model_dir`, trainable (its own r/alpha/targets are used)."
+    d = adapter_dir(cfg)
+    r = json.loads((d/'adapter_config.json').read_text()).get('r')
+    note = f" (its r={r} is used, not lora_r={cfg.lora_r})" if r != cfg.lora_r else ''
+    info(f"lora_model_dir: continuing the adapter in {d}{note}")
+    return PeftModel.from_pretrained(model, d, is_trainable=True)
+
 def apply_lora(model:PreTrainedModel, # from `models.load_model`
                cfg:AxolotlConfig # the run config
               ) -> PeftModel:
@@ -112,12 +130,7 @@ def apply_lora(model:PreTrainedModel, # from `models.load_model`
                                                 gradient_checkpointing_kwargs={'use_reentrant': False})
         keep_embeddings_in(model, model_dtype(cfg))
     elif cfg.gradient_checkpointing: model.enable_input_require_grads()
-    if cfg.lora_model_dir:
-        d = adapter_dir(cfg)
-        saved = json.loads((d/'adapter_config.json').read_text())
-        if saved.get('r') != cfg.lora_r: info(f"lora_model_dir: continuing the adapter in {d} (its r={saved.get('r')} is used, not lora_r={cfg.lora_r})")
-        else: info(f"lora_model_dir: continuing the adapter in {d}")
-        pm = PeftModel.from_pretrained(model, d, is_trainable=True)
+    if cfg.lora_model_dir: pm = _continue_adapter(model, cfg)
     else:
         try: pm = get_peft_model(model, lora_config(cfg, model))
         except ValueError as e:
@@ -128,26 +141,28 @@ def apply_lora(model:PreTrainedModel, # from `models.load_model`
     return pm
 
 # %% ../nbs/07_lora.ipynb #c96ef338
+def _group_of(n:str, p:torch.Tensor, owner:Optional[nn.Module], decay:set[str], ratio:Optional[float]) -> str:
+    "Which LoRA+ group a trainable parameter goes to."
+    if not ratio: return 'A' if n in decay else 'nd'
+    if isinstance(owner, LoraEmbedding): return 'emb'
+    if 'lora_B' in n or p.ndim == 1: return 'B' if n in decay else 'B_nd'
+    return 'A'
+
 def loraplus_param_groups(model:nn.Module, # the (PEFT) model being trained
                           cfg:AxolotlConfig, # `loraplus_lr_ratio`, `loraplus_lr_embedding`, `weight_decay`
                           lr:float # the base learning rate
                          ) -> list[dict]:
     "Optimizer parameter groups: LoRA+ (B at lr × ratio, LoRA embeddings at loraplus_lr_embedding) or decay/no-decay."
-    from peft.tuners.lora.layer import Embedding as LoraEmbedding
     decay = {n for n in get_parameter_names(model, ALL_LAYERNORM_LAYERS) if 'bias' not in n}
     wd, ratio = cfg.weight_decay, cfg.loraplus_lr_ratio
     g: dict[str, list] = {'A': [], 'emb': [], 'B': [], 'B_nd': [], 'nd': []}
     mods = dict(model.named_modules())
     for n, p in model.named_parameters():
-        if not p.requires_grad: continue
-        if not ratio: g['A' if n in decay else 'nd'].append(p); continue
-        owner = mods.get('.'.join(n.split('.')[:-2]))
-        if isinstance(owner, LoraEmbedding): g['emb'].append(p)
-        elif 'lora_B' in n or p.ndim == 1: g['B' if n in decay else 'B_nd'].append(p)
-        else: g['A'].append(p)
+        if p.requires_grad: g[_group_of(n, p, mods.get('.'.join(n.split('.')[:-2])), decay, ratio)].append(p)
+    lr_b, lr_e = lr * (ratio or 1), cfg.loraplus_lr_embedding or 1e-6
     groups = [dict(params=g['A'], lr=lr, weight_decay=wd), dict(params=g['nd'], lr=lr, weight_decay=0.0),
-              dict(params=g['emb'], lr=cfg.loraplus_lr_embedding or 1e-6, weight_decay=wd),
-              dict(params=g['B'], lr=lr * (ratio or 1), weight_decay=wd), dict(params=g['B_nd'], lr=lr * (ratio or 1), weight_decay=0.0)]
+              dict(params=g['emb'], lr=lr_e, weight_decay=wd), dict(params=g['B'], lr=lr_b, weight_decay=wd),
+              dict(params=g['B_nd'], lr=lr_b, weight_decay=0.0)]
     return [x for x in groups if x['params']]
 
 # %% ../nbs/07_lora.ipynb #90063212
@@ -166,14 +181,21 @@ def load_adapter_for_merge(cfg:AxolotlConfig, lora_model_dir:Optional[str]=None)
     model = load_model(c, tok, quantize=False, for_training=False)
     return PeftModel.from_pretrained(model, d).eval(), tok
 
+# %% ../nbs/07_lora.ipynb #3383c634
 def merge_lora(cfg:AxolotlConfig, # the run config (base_model, output_dir, lora_model_dir)
                lora_model_dir:Optional[str]=None # adapter folder (default: cfg.lora_model_dir, else cfg.output_dir)
               ) -> Path:
     "Merge the trained LoRA adapter into the full-precision base; write `output_dir/merged`."
+    out = (resolve_path(cfg, cfg.output_dir)/'merged').absolute()
+    if out.exists() and not (out/'config.json').exists():
+        raise UserError(f"output_dir: {out} exists but holds no merged model (no config.json); it is not ours to "
+                        "replace — move it away, or set output_dir elsewhere")
     pm, tok = load_adapter_for_merge(cfg, lora_model_dir)
     merged = pm.merge_and_unload().to(base_dtype(cfg))
     merged.config.use_cache = True
-    out = (resolve_path(cfg, cfg.output_dir)/'merged').absolute()
-    with atomic_dir(out) as t: merged.save_pretrained(t, safe_serialization=True); tok.save_pretrained(t)
+    need = sum(t.numel() * t.element_size() for t in merged.state_dict().values())
+    with atomic_dir(out, need_bytes=need) as t:
+        merged.save_pretrained(t, safe_serialization=True)
+        tok.save_pretrained(t)
     info(f"merged model written to {out} ({merged.dtype}, {sum(p.numel() for p in merged.parameters()):,} params)")
     return out

@@ -7,36 +7,45 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/models.html.md"""
 
 # %% ../nbs/06_models.ipynb #45e2bae9
 from __future__ import annotations
-import contextlib, hashlib, logging, os, re, shutil, socket, sys, tempfile
+import contextlib, errno, hashlib, logging, os, re, shutil, sys, uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
+import tokenizers
 import torch
 import transformers
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel,
-                          PreTrainedTokenizerBase, PreTrainedTokenizerFast)
+from huggingface_hub import try_to_load_from_cache
+from transformers import (CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig,
+                          PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
-from .config import AxolotlConfig, UserError, load_config, resolve_path
+from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
+from .prompts import CHAT_TEMPLATES, resolve_chat_template
 
 # %% auto #0
-__all__ = ['log', 'CHATML_TEMPLATE', 'SPECIAL_KEYS', 'info', 'capture_info', 'atomic_dir', 'tiny_tokenizer', 'save_tiny_model',
-           'cache_root', 'gguf_cache_dir', 'convert_gguf', 'resolve_source', 'resolve_base_model',
+__all__ = ['log', 'OWNER_FILE', 'SPECIAL_KEYS', 'info', 'capture_info', 'sweep_stale', 'atomic_dir', 'tiny_tokenizer',
+           'save_tiny_model', 'cache_root', 'gguf_cache_dir', 'convert_gguf', 'resolve_source', 'resolve_base_model',
            'apply_chat_template_choice', 'load_tokenizer', 'nf4_reference', 'nf4_roundtrip', 'to_dtype', 'model_dtype',
-           'bnb_config', 'load_model', 'smollm2_gguf']
+           'bnb_config', 'load_model', 'bnb_4bit_params', 'disable_cpu_repack', 'smollm2_gguf']
 
 # %% ../nbs/06_models.ipynb #64c941d4
 log = logging.getLogger('axolotl_nb')
 
 def _setup_log() -> None:
-    if not getattr(log, '_axolotl_nb_setup', False):
-        h = logging.StreamHandler(sys.stderr); h.setFormatter(logging.Formatter('[axolotl_nb] %(message)s'))
-        log.addHandler(h); log.setLevel(logging.INFO); log.propagate = False; log._axolotl_nb_setup = True
+    if getattr(log, '_axolotl_nb_setup', False): return
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter('[axolotl_nb] %(message)s'))
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log._axolotl_nb_setup = True
 
 def info(msg:str # what to tell the user
         ) -> None:
     "Tell the user something on the `axolotl_nb` logger (stderr by default)."
-    _setup_log(); log.info(msg)
+    _setup_log()
+    log.info(msg)
 
+# %% ../nbs/06_models.ipynb #3a456a7d
 @contextlib.contextmanager
 def capture_info() -> Iterator[list[str]]:
     "Collect the messages `info` emits inside the block (for tests and notebooks)."
@@ -44,32 +53,87 @@ def capture_info() -> Iterator[list[str]]:
     class _H(logging.Handler):
         def emit(self, r): msgs.append(r.getMessage())
     _setup_log()
-    h = _H(); log.addHandler(h)
+    h = _H()
+    log.addHandler(h)
     try: yield msgs
     finally: log.removeHandler(h)
 
 # %% ../nbs/06_models.ipynb #7c556625
+OWNER_FILE = '.axolotl_nb-owner'
+
+def _pid_alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def sweep_stale(target:Path) -> list[Path]:
+    "Remove `target`'s temp folders left by dead processes of ours (owner file present, pid gone); report each."
+    gone = []
+    for d in sorted(target.parent.glob(f'.{target.name}.tmp-*')) + sorted(target.parent.glob(f'.{target.name}.old-*')):
+        try: pid = int((d/OWNER_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError): continue  # not one of ours: leave it alone
+        if pid == os.getpid() or _pid_alive(pid): continue
+        shutil.rmtree(d, ignore_errors=True)
+        info(f"removed {d.name}, left in {d.parent} by process {pid} that is no longer running (interrupted earlier)")
+        gone.append(d)
+    return gone
+
+# %% ../nbs/06_models.ipynb #67846a74
+def _own_dir(path:Path) -> Path:
+    "mkdir `path` (umask honoured) and mark it as ours."
+    path.mkdir()
+    (path/OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return path
+
+def _no_space(e:BaseException) -> bool:
+    "Disk full, as Python reports it (`OSError` ENOSPC) or safetensors' writer does (a `SafetensorError`)."
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or 'No space left on device' in str(e)
+
+def _disk_full(e:BaseException, tmp:Path, target:Path, need:Optional[int]) -> UserError:
+    "The ENOSPC error a user can act on: which file, how much space was needed, how much is free."
+    f = getattr(e, 'filename', None) or max(tmp.rglob('*'), key=lambda p: p.stat().st_mtime, default=tmp)
+    free = shutil.disk_usage(target.parent).free
+    want = f"about {need/2**20:,.1f} MiB" if need else "more space"
+    return UserError(f"disk full while writing {f}: {target.name} needs {want}, {free/2**20:,.1f} MiB are free in "
+                     f"{target.parent}. Nothing was replaced: {target} is as before. Free space or write elsewhere.")
+
+# %% ../nbs/06_models.ipynb #22b3f24b
+def _swap_in(tmp:Path, target:Path, replace:bool) -> None:
+    "Rename the finished `tmp` to `target`; an existing target is moved aside and deleted only after the swap."
+    if target.exists() and not replace:
+        shutil.rmtree(tmp)
+        return
+    old = None
+    if target.exists():
+        old = target.with_name(f'.{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+        target.rename(old)
+        (old/OWNER_FILE).write_text(f"{os.getpid()}\n")
+    tmp.rename(target)
+    (target/OWNER_FILE).unlink()
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/06_models.ipynb #12e8caf0
 @contextlib.contextmanager
 def atomic_dir(target:str|Path, # the folder to create
-               replace:bool=True # replace an existing `target`; if False a concurrent winner is kept
+               replace:bool=True, # replace an existing `target`; if False a concurrent winner is kept
+               need_bytes:Optional[int]=None, # expected size, for the disk-full message
               ) -> Iterator[Path]:
     "Yield a temp folder next to `target`; on success rename it to `target`, on failure delete it."
-    target = Path(target); target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-', dir=target.parent))
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target)
+    tmp = _own_dir(target.parent/f'.{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
     try:
         yield tmp
-        if target.exists():
-            if not replace: shutil.rmtree(tmp); return
-            old = target.with_name(f'.{target.name}.old-{os.getpid()}')
-            target.rename(old); tmp.rename(target); shutil.rmtree(old, ignore_errors=True)
-        else: tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        _swap_in(tmp, target, replace)
+    except BaseException as e:
+        err = _disk_full(e, tmp, target, need_bytes) if _no_space(e) else None
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err is not None: raise err from e
+        raise
 
 # %% ../nbs/06_models.ipynb #2340b7fa
-CHATML_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-                   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-
 _TINY_CORPUS = ["The quick brown fox jumps over the lazy dog.", "Answer: 42. The answer is forty-two.",
     "User asks a question and the assistant answers it politely and briefly.", "Paris is the capital of France.",
     "1 + 1 = 2, 2 + 2 = 4, 3 + 3 = 6, 10 * 10 = 100", "def add(a, b): return a + b",
@@ -79,14 +143,16 @@ def tiny_tokenizer(vocab_size:int=384, # total vocabulary, including the 3 speci
                    corpus:Optional[list[str]]=None # training text (a built-in handful of sentences by default)
                   ) -> PreTrainedTokenizerBase:
     "A byte-level BPE tokenizer trained in milliseconds, with ChatML tokens and a chat template but no pad token."
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer, tk.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    tr = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=['<|endoftext|>', '<|im_start|>', '<|im_end|>'],
-                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bl = tokenizers.pre_tokenizers.ByteLevel
+    tk = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tk.pre_tokenizer, tk.decoder = bl(add_prefix_space=False), tokenizers.decoders.ByteLevel()
+    specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
+    tr = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=bl.alphabet(),
+                                        show_progress=False)
     tk.train_from_iterator((corpus or _TINY_CORPUS) * 4, tr)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token='<|im_start|>', eos_token='<|im_end|>', unk_token='<|endoftext|>')
-    tok.chat_template = CHATML_TEMPLATE
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token='<|im_start|>', eos_token='<|im_end|>',
+                                  unk_token='<|endoftext|>')
+    tok.chat_template = CHAT_TEMPLATES['chatml']
     return tok
 
 # %% ../nbs/06_models.ipynb #3d0f7424
@@ -99,15 +165,17 @@ def save_tiny_model(dest:str|Path, # folder to write (config.json, model.safeten
                     **kw # extra config fields
                    ) -> Path:
     "Write a random-init tiny causal LM and its tokenizer to `dest` (usable as `base_model`)."
-    from transformers import CONFIG_MAPPING
     tok = tokenizer or tiny_tokenizer()
     c = CONFIG_MAPPING[arch](hidden_size=hidden_size, intermediate_size=2*hidden_size, num_hidden_layers=num_layers,
                              num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tok),
-                             head_dim=hidden_size//heads, tie_word_embeddings=tie_word_embeddings, max_position_embeddings=2048,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=None, **kw)
+                             head_dim=hidden_size//heads, tie_word_embeddings=tie_word_embeddings,
+                             max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+                             eos_token_id=tok.eos_token_id, pad_token_id=None, **kw)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(c, dtype=torch.float32)
-    with atomic_dir(dest) as tmp: model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return Path(dest)
 
 # %% ../nbs/06_models.ipynb #f5cc893d
@@ -117,18 +185,21 @@ def cache_root() -> Path:
 
 def gguf_cache_dir(gguf:str|Path) -> Path:
     "The cached safetensors folder for a `.gguf` file (keyed by its name, size and mtime)."
-    p = Path(gguf); st = p.stat()
+    p = Path(gguf)
+    st = p.stat()
     h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
     return cache_root()/'gguf'/f"{p.stem}-{h}"
 
 def _is_model_dir(d:Path) -> bool:
     return (d/'config.json').exists() and any(d.glob('*.safetensors')) and (d/'tokenizer_config.json').exists()
 
+# %% ../nbs/06_models.ipynb #a4d46414
 def convert_gguf(gguf:str|Path, # a `.gguf` checkpoint
                  dest:Optional[Path]=None # default: `gguf_cache_dir(gguf)`
                 ) -> Path:
     "Dequantize a GGUF checkpoint once into a cached safetensors HF folder (model, tokenizer, config)."
-    gguf = Path(gguf).resolve(); dest = Path(dest) if dest else gguf_cache_dir(gguf)
+    gguf = Path(gguf).resolve()
+    dest = Path(dest) if dest else gguf_cache_dir(gguf)
     if _is_model_dir(dest): return dest
     info(f"converting {gguf.name} to safetensors once (later runs load the cache): {dest}")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -137,49 +208,48 @@ def convert_gguf(gguf:str|Path, # a `.gguf` checkpoint
     for o in (model, model.config):
         if hasattr(o, 'quantization_config'): delattr(o, 'quantization_config')
     model.config.name_or_path = str(gguf)
-    with atomic_dir(dest, replace=False) as tmp: model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    with atomic_dir(dest, replace=False, need_bytes=model.get_memory_footprint()) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return dest
 
 # %% ../nbs/06_models.ipynb #3af37e6c
-def _hub_reachable(timeout:float=3.0) -> bool:
-    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'): return False
-    from urllib.parse import urlparse
-    u = urlparse(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
-    try: socket.create_connection((u.hostname, u.port or 443), timeout=timeout).close(); return True
-    except OSError: return False
-
 def _cached_snapshot(repo_id:str) -> Optional[Path]:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        f = try_to_load_from_cache(repo_id, 'config.json')
+    try: f = try_to_load_from_cache(repo_id, 'config.json')
     except Exception: return None
     return Path(f).parent if isinstance(f, str) else None
 
 _HUB_ID = re.compile(r'^[\w.-]+(/[\w.-]+)?$')
 
+def _local_source(cfg:AxolotlConfig, src:str, key:str, p:Path) -> Path:
+    "`src` that names something on disk: a converted `.gguf` or a model folder."
+    where = f"looked in {Path.cwd()} and {cfg.config_dir}"
+    if src.endswith('.gguf'):
+        if not p.is_file(): raise UserError(f"{key}: GGUF file not found: {src} ({where})")
+        return convert_gguf(p)
+    if p.is_file(): raise UserError(f"{key}: {p} is a file; give a model folder, a .gguf file or a Hub id")
+    if not (p/'config.json').exists() and not (p/'tokenizer_config.json').exists():
+        raise UserError(f"{key}: {p} is not a Hugging Face model folder (no config.json) — point it at the folder "
+                        "that holds config.json and the weights, or at a .gguf file")
+    return p.resolve()
+
+# %% ../nbs/06_models.ipynb #f1c34398
 def resolve_source(cfg:AxolotlConfig, # the run config (for the YAML folder)
                    src:str, # what the config says: folder, `.gguf` file or Hub id
                    key:str='base_model' # config key, for error messages
                   ) -> Union[Path, str]:
     "A loadable location for `src`: a local folder (GGUF converted and cached), or a reachable Hub id."
     p = resolve_path(cfg, src)
-    if src.endswith('.gguf'):
-        if not p.is_file(): raise UserError(f"{key}: GGUF file not found: {src} (looked in {Path.cwd()} and {cfg.config_dir})")
-        return convert_gguf(p)
-    if p.is_dir():
-        if not (p/'config.json').exists() and not (p/'tokenizer_config.json').exists():
-            raise UserError(f"{key}: {p} is not a Hugging Face model folder (no config.json) — point it at the folder "
-                            "that holds config.json and the weights, or at a .gguf file")
-        return p.resolve()
-    if p.exists(): raise UserError(f"{key}: {p} is a file; give a model folder, a .gguf file or a Hub id")
+    if p.exists() or src.endswith('.gguf'): return _local_source(cfg, src, key, p)
     if src.startswith(('.', '/', '~')) or not _HUB_ID.match(src):
-        raise UserError(f"{key}: {src} does not exist (looked in {Path.cwd()} and {cfg.config_dir}) and is not a Hub id")
+        raise UserError(f"{key}: {src} does not exist (looked in {Path.cwd()} and {cfg.config_dir}) "
+                        "and is not a Hub id")
     if (snap := _cached_snapshot(src)) is not None: return snap
-    if not _hub_reachable():
+    if not hub_reachable():
         raise UserError(f"{key}: cannot download `{src}` from the Hugging Face Hub — there is no network connection "
-                        f"(or HF_HUB_OFFLINE is set) and `{src}` is not in the local Hugging Face cache. Fix: point `{key}` at a "
-                        f"local model folder or a .gguf file, or download it on a connected machine (`hf download {src}`) "
-                        "and copy the folder here.")
+                        f"(or HF_HUB_OFFLINE is set) and `{src}` is not in the local Hugging Face cache. Fix: point "
+                        f"`{key}` at a local model folder or a .gguf file, or download it on a connected machine "
+                        f"(`hf download {src}`) and copy the folder here.")
     return src
 
 def resolve_base_model(cfg:AxolotlConfig) -> Union[Path, str]:
@@ -192,7 +262,6 @@ SPECIAL_KEYS = ('bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token',
 def apply_chat_template_choice(cfg:AxolotlConfig, tok:PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     "Set `tok.chat_template` from `cfg.chat_template` (keeps the tokenizer's own for None / `tokenizer_default`)."
     if cfg.chat_template in (None, 'tokenizer_default'): return tok
-    from axolotl_nb.prompts import resolve_chat_template
     tok.chat_template = resolve_chat_template(cfg, tok)
     return tok
 
@@ -207,25 +276,34 @@ def _transformers_class(key:str, # config key naming the class (`tokenizer_type`
     return cls
 
 # %% ../nbs/06_models.ipynb #5c46edeb
-def load_tokenizer(cfg:AxolotlConfig) -> PreTrainedTokenizerBase:
-    "The run's tokenizer: special tokens, added tokens, pad token and chat template applied."
-    src = resolve_source(cfg, cfg.tokenizer_config, 'tokenizer_config') if cfg.tokenizer_config else resolve_base_model(cfg)
-    tok = _transformers_class('tokenizer_type', cfg.tokenizer_type, AutoTokenizer).from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
-    n0 = len(tok)
+def _add_tokens(cfg:AxolotlConfig, tok:PreTrainedTokenizerBase) -> None:
+    "`special_tokens` into their slots, `tokens` as ordinary tokens, and a pad token when there is none."
     if cfg.special_tokens:
         bad = [k for k in cfg.special_tokens if k not in SPECIAL_KEYS]
-        if bad: raise UserError(f"special_tokens.{bad[0]}: not a special token slot — use one of {', '.join(SPECIAL_KEYS)} "
-                                "(put other strings under `tokens:`)")
+        if bad: raise UserError(f"special_tokens.{bad[0]}: not a special token slot — use one of "
+                                f"{', '.join(SPECIAL_KEYS)} (put other strings under `tokens:`)")
         tok.add_special_tokens(dict(cfg.special_tokens))
     if cfg.tokens: tok.add_tokens(list(cfg.tokens))
-    if tok.pad_token is None:
-        if tok.unk_token is not None: tok.pad_token, why = tok.unk_token, 'the unk token'
-        elif tok.eos_token is not None: tok.pad_token, why = tok.eos_token, 'the eos token'
-        else: tok.add_special_tokens({'pad_token': '<|pad|>'}); why = 'a new <|pad|> token'
-        info(f"tokenizer has no pad token; using {why} {tok.pad_token!r} (set special_tokens.pad_token to choose)")
+    if tok.pad_token is not None: return
+    if tok.unk_token is not None: tok.pad_token, why = tok.unk_token, 'the unk token'
+    elif tok.eos_token is not None: tok.pad_token, why = tok.eos_token, 'the eos token'
+    else:
+        tok.add_special_tokens({'pad_token': '<|pad|>'})
+        why = 'a new <|pad|> token'
+    info(f"tokenizer has no pad token; using {why} {tok.pad_token!r} (set special_tokens.pad_token to choose)")
+
+# %% ../nbs/06_models.ipynb #26b6cd90
+def load_tokenizer(cfg:AxolotlConfig) -> PreTrainedTokenizerBase:
+    "The run's tokenizer: special tokens, added tokens, pad token and chat template applied."
+    if cfg.tokenizer_config: src = resolve_source(cfg, cfg.tokenizer_config, 'tokenizer_config')
+    else: src = resolve_base_model(cfg)
+    cls = _transformers_class('tokenizer_type', cfg.tokenizer_type, AutoTokenizer)
+    tok = cls.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    n0 = len(tok)
+    _add_tokens(cfg, tok)
     tok.axolotl_nb_new_tokens = len(tok) - n0
     if tok.axolotl_nb_new_tokens:
-        info(f"added {tok.axolotl_nb_new_tokens} new token(s) to the vocabulary; the embeddings are resized to {len(tok)}")
+        info(f"added {tok.axolotl_nb_new_tokens} new token(s) to the vocabulary; embeddings resized to {len(tok)}")
     return apply_chat_template_choice(cfg, tok)
 
 # %% ../nbs/06_models.ipynb #6f540c6e
@@ -253,7 +331,8 @@ def nf4_roundtrip(w:torch.Tensor, # weights to quantize
 
 # %% ../nbs/06_models.ipynb #b5b8f328
 _DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16,
-           'half': torch.float16, 'float32': torch.float32, 'fp32': torch.float32, 'float': torch.float32, 'uint8': torch.uint8}
+           'half': torch.float16, 'float32': torch.float32, 'fp32': torch.float32, 'float': torch.float32,
+           'uint8': torch.uint8}
 
 def to_dtype(s:Union[str, torch.dtype, None], # dtype name from the config, e.g. `bfloat16`
              key:str='dtype' # config key, for the error message
@@ -270,17 +349,42 @@ def model_dtype(cfg:AxolotlConfig) -> torch.dtype:
     if cfg.fp16 and cfg.adapter: return torch.float16
     return torch.float32
 
+# %% ../nbs/06_models.ipynb #be915070
 def bnb_config(cfg:AxolotlConfig) -> Optional[BitsAndBytesConfig]:
     "The bitsandbytes config for `load_in_4bit` / `load_in_8bit`, or None."
-    if cfg.load_in_4bit:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
-                                  bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
-                                  bnb_4bit_compute_dtype=to_dtype(cfg.bnb_4bit_compute_dtype, 'bnb_4bit_compute_dtype') or model_dtype(cfg),
-                                  bnb_4bit_quant_storage=to_dtype(cfg.bnb_4bit_quant_storage, 'bnb_4bit_quant_storage') or torch.uint8)
-    if cfg.load_in_8bit: return BitsAndBytesConfig(load_in_8bit=True)
-    return None
+    if cfg.load_in_8bit and not cfg.load_in_4bit: return BitsAndBytesConfig(load_in_8bit=True)
+    if not cfg.load_in_4bit: return None
+    compute = to_dtype(cfg.bnb_4bit_compute_dtype, 'bnb_4bit_compute_dtype') or model_dtype(cfg)
+    storage = to_dtype(cfg.bnb_4bit_quant_storage, 'bnb_4bit_quant_storage') or torch.uint8  # normalized by config
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+                              bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+                              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=storage)
 
 # %% ../nbs/06_models.ipynb #e4aec81b
+def _fit_tokenizer(model:PreTrainedModel, tokenizer:PreTrainedTokenizerBase) -> None:
+    "Grow the embeddings to the tokenizer (new rows: mean of the old ones) and adopt its pad token."
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.axolotl_nb_new_tokens = getattr(tokenizer, 'axolotl_nb_new_tokens', 0)
+    if tokenizer.pad_token_id is None: return
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+def _load_kwargs(cfg:AxolotlConfig, quantize:bool, device_map:Any) -> dict[str, Any]:
+    "`from_pretrained` keyword arguments: dtype, attention backend, config override, quantization, placement."
+    kw: dict[str, Any] = dict(dtype=model_dtype(cfg), attn_implementation=cfg.attn_implementation,
+                              trust_remote_code=cfg.trust_remote_code)
+    if cfg.base_model_config:
+        src = resolve_source(cfg, cfg.base_model_config, 'base_model_config')
+        kw['config'] = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    q = bnb_config(cfg) if quantize else None
+    if q is not None:
+        kw['quantization_config'] = q
+        if device_map is None and torch.cuda.is_available(): device_map = {'': int(os.environ.get('LOCAL_RANK', 0))}
+    if device_map is not None: kw['device_map'] = device_map
+    return kw
+
+# %% ../nbs/06_models.ipynb #7046a691
 def load_model(cfg:AxolotlConfig, # the run config
                tokenizer:Optional[PreTrainedTokenizerBase]=None, # from `load_tokenizer`: embeddings are resized to it
                quantize:bool=True, # apply load_in_4bit/8bit (False: full-precision base, e.g. for merging)
@@ -288,30 +392,30 @@ def load_model(cfg:AxolotlConfig, # the run config
                device_map:Any=None # default: the local GPU for quantized models on CUDA, else transformers' default
               ) -> PreTrainedModel:
     "Load `cfg.base_model` with the config's dtype, attention backend, quantization and tokenizer size."
-    src = resolve_base_model(cfg)
-    kw: dict[str, Any] = dict(dtype=model_dtype(cfg), attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code)
-    if cfg.base_model_config:
-        kw['config'] = AutoConfig.from_pretrained(resolve_source(cfg, cfg.base_model_config, 'base_model_config'),
-                                                  trust_remote_code=cfg.trust_remote_code)
-    q = bnb_config(cfg) if quantize else None
-    if q is not None:
-        kw['quantization_config'] = q
-        if device_map is None and torch.cuda.is_available(): device_map = {'': int(os.environ.get('LOCAL_RANK', 0))}
-    if device_map is not None: kw['device_map'] = device_map
-    model = _transformers_class('model_type', cfg.model_type, AutoModelForCausalLM).from_pretrained(src, **kw)
+    kw = _load_kwargs(cfg, quantize, device_map)
+    cls = _transformers_class('model_type', cfg.model_type, AutoModelForCausalLM)
+    model = cls.from_pretrained(resolve_base_model(cfg), **kw)
     model.axolotl_nb_new_tokens = 0
-    if tokenizer is not None:
-        n_emb = model.get_input_embeddings().weight.shape[0]
-        if len(tokenizer) > n_emb: model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-        model.axolotl_nb_new_tokens = getattr(tokenizer, 'axolotl_nb_new_tokens', 0)
-        if tokenizer.pad_token_id is not None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-            if model.generation_config is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if tokenizer is not None: _fit_tokenizer(model, tokenizer)
     if for_training:
         model.config.use_cache = False
-        if cfg.gradient_checkpointing and q is None:  # QLoRA: lora.apply_lora enables it during k-bit preparation
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
+        if cfg.gradient_checkpointing and 'quantization_config' not in kw:  # QLoRA: apply_lora does it (k-bit prep)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={'use_reentrant': False})
     return model
+
+# %% ../nbs/06_models.ipynb #e8cd01fa
+def bnb_4bit_params(model:torch.nn.Module) -> Iterator[torch.nn.Parameter]:
+    "Every bitsandbytes 4-bit weight (`Params4bit`) of `model`, in module order."
+    return (p for p in model.parameters() if type(p).__name__ == 'Params4bit')
+
+def disable_cpu_repack(model:torch.nn.Module) -> int:
+    "Switch off bitsandbytes' eval-time CPU repack of NF4 weights in every 4-bit layer; returns how many layers."
+    n = 0
+    for mod in model.modules():
+        if hasattr(mod, 'support_avx512bf16_for_cpu'):
+            mod.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 # %% ../nbs/06_models.ipynb #fa930f13
 def smollm2_gguf() -> Optional[Path]:

@@ -24,8 +24,19 @@ warnings.filterwarnings('ignore')
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
-from axolotl_nb.config import load_config
-from axolotl_nb.distributed import rank, training_args_kwargs, world_size
+from axolotl_nb.rules import load_config
+from axolotl_nb.distributed import rank, setup_distributed, training_args_kwargs, world_size
+
+META_LOADS = []
+def spy_meta_load():
+    "Record whether accelerate's cpu_ram_efficient_loading path ran: model on meta, then rank 0's weights broadcast."
+    import accelerate.utils.fsdp_utils as F
+    orig = F.fsdp2_load_full_state_dict
+    def load(accelerator, model, full_sd, *a, **kw):
+        META_LOADS.append(all(p.device.type == 'meta' for p in model.parameters()))
+        return orig(accelerator, model, full_sd, *a, **kw)
+    F.fsdp2_load_full_state_dict = load
+spy_meta_load()
 
 class Kill(TrainerCallback):
     "Die like a crashed job (no cleanup, no final save) right after optimizer step `at`."
@@ -47,6 +58,8 @@ def train(ph:dict, model_dir:str) -> dict:
                                                                                      fsdp_activation_checkpointing=bool(ph.get('ac')), fsdp_offload_params=bool(ph.get('offload')), fsdp_cpu_ram_efficient_loading=bool(ph.get('ramlow'))))
     cfg = load_config(dict(base_model=model_dir, datasets=[dict(path='unused.jsonl', type='alpaca')], micro_batch_size=ph['bs'], **extra))
     model.train()
+    setup_distributed(cfg)
+    META_LOADS.clear()
     ids = torch.randint(0, 128, (32, 24), generator=torch.Generator().manual_seed(1)).tolist()
     args = TrainingArguments(output_dir=ph['out'], per_device_train_batch_size=ph['bs'], max_steps=ph.get('steps', 4), learning_rate=1e-3,
                              lr_scheduler_type='constant', logging_steps=1, report_to=[], save_strategy='steps', save_steps=ph.get('save_steps', 10**6),
@@ -54,7 +67,8 @@ def train(ph:dict, model_dir:str) -> dict:
     t = Trainer(model=model, args=args, train_dataset=Dataset.from_dict(dict(input_ids=ids, labels=ids)),
                 callbacks=[Kill(ph['kill_at'])] if ph.get('kill_at') else [])
     t.train(resume_from_checkpoint=ph.get('resume'))
-    res = dict(losses={l['step']: l['loss'] for l in t.state.log_history if 'loss' in l}, wrapped=type(t.model_wrapped).__name__)
+    res = dict(losses={l['step']: l['loss'] for l in t.state.log_history if 'loss' in l}, wrapped=type(t.model_wrapped).__name__,
+               checkpointed=sum(type(m).__name__ == 'CheckpointWrapper' for m in t.model_wrapped.modules()), meta_loads=META_LOADS[:])
     if ph.get('eval'): res['eval_loss'] = t.evaluate(Dataset.from_dict(dict(input_ids=ids[:8], labels=ids[:8])))['eval_loss']
     return res
 
@@ -124,12 +138,14 @@ def test_fsdp2_full_finetune_matches_single_process(jobs):
     assert sorted(b) == [1, 2, 3, 4] and close(a, b, [1, 2, 3, 4]), (a, b)
 
 def test_fsdp2_activation_checkpointing_same_losses(jobs):
-    "fsdp_activation_checkpointing recomputes activations in backward: same math, same losses."
+    "fsdp_activation_checkpointing recomputes activations in backward: both decoder layers wrapped, same losses."
+    assert result(jobs, 'ac2')['checkpointed'] == 2 and result(jobs, 'full2')['checkpointed'] == 0
     a, b = losses(jobs, 'full1'), losses(jobs, 'ac2')
     assert close(a, b, [1, 2, 3, 4]), (a, b)
 
 def test_fsdp2_cpu_ram_efficient_loading_same_losses(jobs):
     "fsdp_cpu_ram_efficient_loading: ranks > 0 go to meta and receive rank 0's weights by broadcast — same training."
+    assert result(jobs, 'ram2')['meta_loads'] == [True] and result(jobs, 'full2')['meta_loads'] == []
     a, b = losses(jobs, 'full1'), losses(jobs, 'ram2')
     assert close(a, b, [1, 2, 3, 4]), (a, b)
 
@@ -143,7 +159,7 @@ def test_fsdp_qlora_on_cpu_matches_single_process(jobs):
     assert result(jobs, 'qlora2')['wrapped'] == 'FSDPPeftModel'
     a, b = losses(jobs, 'qlora1'), losses(jobs, 'qlora2')
     assert close(a, b, [1, 2, 3, 4]), (a, b)
-    # evaluation under FSDP too. On CPU, enable_cpu_fsdp switches off bitsandbytes' eval-time AVX512-bf16 repack of NF4
+    # evaluation under FSDP too. On CPU, enable_cpu_fsdp (via setup_distributed) switches off bitsandbytes' eval-time AVX512-bf16 repack of NF4
     # weights (under FSDP it corrupted SmolLM2's eval: loss 14.8 instead of 0.70), so the sharded eval runs the fp32
     # dequantize path while the single process uses the repacked kernel: equal to ~1e-5 relative, hence 1e-4 here.
     ea, eb = result(jobs, 'qlora1')['eval_loss'], result(jobs, 'qlora2')['eval_loss']
@@ -200,6 +216,7 @@ def test_cli_torchrun_fsdp_lora_then_merge(tmp_path):
 
 def test_fsdp_config_error_before_launch(tmp_path):
     "A wrong FSDP key fails in the parent in about a second, before any process starts."
+    (tmp_path/'d.jsonl').write_text('{"instruction": "hi", "output": "hi"}\n')
     cfg = dict(base_model='m', datasets=[dict(path='d.jsonl', type='alpaca')], micro_batch_size=1, fsdp=['full_shard'],
                fsdp_config=dict(fsdp_ofload_params=True))
     (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))

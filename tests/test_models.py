@@ -7,10 +7,14 @@ import torch
 import yaml
 
 from axolotl_nb.rules import load_config
-from axolotl_nb.models import capture_info, gguf_cache_dir, load_model, load_tokenizer, resolve_base_model, save_tiny_model, smollm2_gguf
+from axolotl_nb.models import (capture_info, gguf_cache_dir, load_model, load_tokenizer, resolve_base_model,
+                               save_tiny_model, smollm2_gguf)
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
-DS = [dict(path='d.jsonl', type='alpaca')]
+def ds(tmp_path:Path) -> list[dict]:
+    "A one-row alpaca dataset in tmp_path (configs check that dataset files exist)."
+    (tmp_path/'d.jsonl').write_text('{"instruction": "Say hi", "input": "", "output": "hi"}\n')
+    return [dict(path=str(tmp_path/'d.jsonl'), type='alpaca')]
 KILLED_CONVERSION = r'''
 import os, signal, sys
 from axolotl_nb.models import atomic_dir, gguf_cache_dir
@@ -30,7 +34,7 @@ def test_gguf_convert_cache_reload(tmp_path, monkeypatch):
     "A .gguf base converts once into a cached safetensors folder; the next load uses the cache and the model works."
     monkeypatch.setenv('AXOLOTL_NB_CACHE', str(tmp_path/'cache'))
     g = smollm2_gguf()
-    cfg = load_config(dict(base_model=str(g), datasets=DS, micro_batch_size=1))
+    cfg = load_config(dict(base_model=str(g), datasets=ds(tmp_path), micro_batch_size=1))
     killed = subprocess.run([sys.executable, '-c', KILLED_CONVERSION, str(g)], env={**os.environ}, timeout=120)
     assert killed.returncode == -9  # a conversion killed half-way: its temp folder (owner pid gone) is left behind
     assert len(list(gguf_cache_dir(g).parent.glob('.*.tmp-*'))) == 1
@@ -46,13 +50,15 @@ def test_gguf_convert_cache_reload(tmp_path, monkeypatch):
     assert not [p for p in d.parent.iterdir() if p.name.startswith('.')], 'temp folders left behind'
     mtime = (d/'model.safetensors').stat().st_mtime_ns
     t0 = time.time()
-    tok = load_tokenizer(cfg); model = load_model(cfg, tok, for_training=False)
+    tok = load_tokenizer(cfg)
+    model = load_model(cfg, tok, for_training=False)
     assert time.time() - t0 < 15, 'loading from the cache should take seconds'
     assert (d/'model.safetensors').stat().st_mtime_ns == mtime, 'the cache must not be rewritten'
     ids = tok.apply_chat_template([{'role': 'user', 'content': 'What is the capital of France?'}],
                                   add_generation_prompt=True, return_tensors='pt')
     ids = ids['input_ids'] if hasattr(ids, 'keys') else ids
-    out = tok.decode(model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:], skip_special_tokens=True)
+    gen = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:]
+    out = tok.decode(gen, skip_special_tokens=True)
     assert 'Paris' in out, out
 
 
@@ -62,7 +68,7 @@ def test_merge_lora_cli(tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForCausalLM
     from axolotl_nb.lora import apply_lora
     save_tiny_model(tmp_path/'base')
-    raw = dict(base_model='base', datasets=DS, micro_batch_size=1, adapter='lora', lora_target_linear=True,
+    raw = dict(base_model='base', datasets=ds(tmp_path), micro_batch_size=1, adapter='lora', lora_target_linear=True,
                tokens=['<tool>'], output_dir='out')
     (tmp_path/'cfg.yml').write_text(yaml.safe_dump(raw))
     cfg = load_config({**raw, 'base_model': str(tmp_path/'base')})
@@ -70,10 +76,13 @@ def test_merge_lora_cli(tmp_path, monkeypatch, capsys):
     pm = apply_lora(load_model(cfg, tok), cfg)
     x = torch.tensor([tok('The quick brown fox <tool> jumps over the lazy dog.')['input_ids']])
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3): pm(input_ids=x, labels=x).loss.backward(); opt.step(); opt.zero_grad()
+    for _ in range(3):
+        pm(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
     pm.save_pretrained(tmp_path/'adapter')
 
-    from axolotl_nb.cli import main                                       # output_dir has no adapter: clear error, no traceback
+    from axolotl_nb.cli import main  # output_dir has no adapter: clear error, no traceback
     monkeypatch.chdir(tmp_path)
     assert main(['merge-lora', 'cfg.yml']) == 1
     err = capsys.readouterr().err
@@ -97,15 +106,20 @@ def test_merge_tied_embeddings_with_new_tokens(tmp_path):
     from transformers import AutoModelForCausalLM
     from axolotl_nb.lora import apply_lora, merge_lora
     save_tiny_model(tmp_path/'tied', tie_word_embeddings=True)
-    cfg = load_config(dict(base_model=str(tmp_path/'tied'), datasets=DS, micro_batch_size=1, adapter='lora', bf16=False,
-                           lora_target_linear=True, tokens=['<tool>'], special_tokens={'pad_token': '<|pad|>'},
+    cfg = load_config(dict(base_model=str(tmp_path/'tied'), datasets=ds(tmp_path), micro_batch_size=1, adapter='lora',
+                           bf16=False, lora_target_linear=True, tokens=['<tool>'],
+                           special_tokens={'pad_token': '<|pad|>'},
                            output_dir=str(tmp_path/'out')))
     tok = load_tokenizer(cfg)
     pm = apply_lora(load_model(cfg, tok), cfg)
     x = torch.tensor([tok('The quick <tool> brown fox <|pad|>')['input_ids']])
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3): pm(input_ids=x, labels=x).loss.backward(); opt.step(); opt.zero_grad()
-    pm.eval(); pm.save_pretrained(tmp_path/'out')
+    for _ in range(3):
+        pm(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    pm.eval()
+    pm.save_pretrained(tmp_path/'out')
     with torch.no_grad(): trained = pm(x).logits
     merged = AutoModelForCausalLM.from_pretrained(merge_lora(cfg))
     with torch.no_grad(): torch.testing.assert_close(merged(x).logits, trained, atol=1e-4, rtol=0)
@@ -116,7 +130,7 @@ def _adapter_run(tmp_path) -> tuple[Path, object]:
     "A tiny base, an (untrained) LoRA adapter saved in out/, and the YAML that names both."
     from axolotl_nb.lora import apply_lora
     save_tiny_model(tmp_path/'base')
-    raw = dict(base_model=str(tmp_path/'base'), datasets=DS, micro_batch_size=1, adapter='lora', bf16=False,
+    raw = dict(base_model=str(tmp_path/'base'), datasets=ds(tmp_path), micro_batch_size=1, adapter='lora', bf16=False,
                lora_target_linear=True, output_dir=str(tmp_path/'out'))
     (tmp_path/'cfg.yml').write_text(yaml.safe_dump(raw))
     cfg = load_config(raw)

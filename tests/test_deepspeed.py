@@ -1,0 +1,178 @@
+"""DeepSpeed ZeRO 1/2/3 for real, on 2 CPU ranks (gloo): `axolotl-nb train cfg.yml --launcher torchrun --
+--nproc_per_node 2` through the HF Trainer's DeepSpeed integration, on a tiny random Llama.
+
+- every shipped preset trains with the same losses as the 1-process run on the same global batch (2 ranks x micro
+  batch 1 vs 1 process x micro batch 2; fp32, every example the same length, so the only difference is the order of
+  floating-point reductions: relative 1e-5);
+- ZeRO-3 + LoRA: the checkpoint's adapter merges (`merge-lora --lora_model_dir out/checkpoint-N`) and the merged
+  model's logits equal base + adapter;
+- kill -9 of the whole job after a checkpoint, then `auto_resume_from_checkpoints` reaches the uninterrupted losses;
+- ZeRO-3 with a 4-bit / 8-bit base and misspelt DeepSpeed keys fail before any process is launched.
+
+The CPU-offload presets need DeepSpeed's CPU Adam op, which DeepSpeed compiles the first time (minutes): they run
+with AXOLOTL_NB_SLOW=1.
+"""
+import json, math, os, random, shutil, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from axolotl_nb.distributed import deepspeed_available, deepspeed_presets
+
+pytestmark = [pytest.mark.distributed,
+              pytest.mark.skipif(not deepspeed_available(), reason="DeepSpeed is not installed (extra `deepspeed`)")]
+RTOL = 1e-5
+STEPS, SAVE = 8, 4
+CLI = [sys.executable, shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')]
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+SLOW = pytest.mark.skipif(not os.environ.get('AXOLOTL_NB_SLOW'),
+                          reason='compiles DeepSpeed CPU Adam (set AXOLOTL_NB_SLOW=1)')
+OFFLOAD = [p for p in deepspeed_presets() if 'offload' in p]
+
+
+def torchrun_args() -> list[str]:
+    port = str(29200 + random.randint(0, 700))
+    return ['--launcher', 'torchrun', '--', '--nproc_per_node', '2', '--master_port', port]
+
+
+@pytest.fixture(scope='module')
+def d(tmp_path_factory) -> Path:
+    "A tiny Llama and 64 alpaca rows that all tokenize to the same length (same words after a fixed first one)."
+    from axolotl_nb.models import save_tiny_model
+    d = tmp_path_factory.mktemp('ds')
+    save_tiny_model(d/'tiny', hidden_size=64, num_layers=2)
+    words, rng = "cat sat on a mat and dog ran to big red sun".split(), random.Random(0)
+    rows = [dict(instruction='Repeat the words', input='', output='the ' + ' '.join(rng.sample(words, len(words))))
+            for _ in range(64)]
+    (d/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    return d
+
+
+def config(d:Path, name:str, **kw) -> Path:
+    cfg = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'train.jsonl'), type='alpaca')],
+               dataset_prepared_path=str(d/'prepared'), output_dir=str(d/name), sequence_len=256, sample_packing=False,
+               micro_batch_size=1, gradient_accumulation_steps=1, learning_rate=1e-3, lr_scheduler='constant',
+               warmup_steps=0, max_steps=STEPS, save_steps=SAVE, logging_steps=1, seed=7, use_tensorboard=False,
+               bf16=False, fp16=False) | kw
+    p = d/f'{name}.yml'
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def train(d:Path, name:str, procs:int=2, **kw) -> subprocess.CompletedProcess:
+    "Run `axolotl-nb train` (under torchrun for procs=2) and fail with its output if it fails."
+    cmd = [*CLI, 'train', str(config(d, name, **kw))] + (torchrun_args() if procs > 1 else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ENV)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-5000:]
+    return r
+
+
+def losses(out:Path) -> dict[int, float]:
+    "Every logged training loss, from the last checkpoint's trainer state."
+    ck = max(out.glob('checkpoint-*'), key=lambda p: int(p.name.split('-')[1]))
+    hist = json.loads((ck/'trainer_state.json').read_text())['log_history']
+    return {h['step']: h['loss'] for h in hist if 'loss' in h}
+
+
+def same(a:dict, b:dict) -> bool:
+    steps = list(range(1, STEPS + 1))
+    return sorted(a) == sorted(b) == steps and all(math.isclose(a[s], b[s], rel_tol=RTOL) for s in a)
+
+
+@pytest.fixture(scope='module')
+def ref(d) -> dict[int, float]:
+    "The 1-process run on the same global batch (micro batch 2), no DeepSpeed."
+    train(d, 'ref', procs=1, micro_batch_size=2)
+    return losses(d/'ref')
+
+
+def ran_zero(out:Path, step:int) -> list[str]:
+    "The DeepSpeed checkpoint files of both ranks (ZeRO shards exist only if DeepSpeed really partitioned)."
+    return sorted(p.name for p in (out/f'checkpoint-{step}'/f'global_step{step}').glob('*zero_pp_rank_[01]_*'))
+
+
+@pytest.mark.parametrize('preset', [p for p in deepspeed_presets() if p not in OFFLOAD]
+                         + [pytest.param(p, marks=SLOW) for p in OFFLOAD])
+def test_preset_matches_single_process(d, ref, preset):
+    train(d, preset, deepspeed=preset)
+    got = losses(d/preset)
+    assert same(ref, got), (preset, ref, got)
+    shards = ran_zero(d/preset, STEPS)
+    assert any('rank_0' in s for s in shards) and any('rank_1' in s for s in shards), shards
+
+
+def test_zero3_lora_checkpoint_merges(d):
+    "ZeRO-3 + LoRA: the adapter saved in checkpoint-4 is whole (gathered), merges, and merged = base + adapter."
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    lora = dict(adapter='lora', lora_r=8, lora_alpha=16, lora_target_linear=True, learning_rate=1e-2)
+    train(d, 'z3lora', deepspeed='zero3', **lora)
+    ck = d/'z3lora'/f'checkpoint-{SAVE}'
+    sd = load_file(ck/'adapter_model.safetensors')
+    assert sd and all(t.numel() > 0 for t in sd.values()), 'ZeRO-3 saved empty (partitioned) adapter tensors'
+    assert any(k.endswith('lora_B.weight') and t.abs().max() > 0 for k, t in sd.items()), 'adapter did not train'
+    m = subprocess.run([*CLI, 'merge-lora', str(d/'z3lora.yml'), '--lora_model_dir', str(ck)], capture_output=True,
+                       text=True, timeout=600, env=ENV)
+    assert m.returncode == 0, m.stderr[-3000:]
+    merged = AutoModelForCausalLM.from_pretrained(d/'z3lora'/'merged')
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(d/'tiny'), ck).eval()
+    x = torch.randint(0, merged.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    base_model = AutoModelForCausalLM.from_pretrained(d/'tiny')
+    with torch.no_grad(): a, b, base = ref(x).logits, merged(x).logits, base_model(x).logits
+    torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+    assert (b - base).abs().max() > 1e-3, 'the merged model equals the base: the adapter was lost'
+
+
+def test_kill_then_auto_resume_reaches_same_losses(d):
+    "ZeRO-2: kill -9 the whole torchrun job after checkpoint-4, rerun with auto_resume: the uninterrupted losses."
+    if not (d/'zero2').exists(): train(d, 'zero2', deepspeed='zero2')
+    cfg = config(d, 'killed', deepspeed='zero2', auto_resume_from_checkpoints=True)
+    p = subprocess.Popen([*CLI, 'train', str(cfg), *torchrun_args()], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    state = d/'killed'/f'checkpoint-{SAVE}'/'trainer_state.json'
+    t0 = time.time()
+    while not state.exists() and p.poll() is None and time.time() - t0 < 600: time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    err = p.communicate()[1]
+    assert state.exists(), err[-4000:]
+    assert not (d/'killed'/f'checkpoint-{STEPS}').exists(), 'the job finished before it was killed'
+    r = subprocess.run([*CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=900,
+                       env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert f'checkpoint-{SAVE}' in r.stdout + r.stderr, 'no "resuming from" message'
+    a, b = losses(d/'zero2'), losses(d/'killed')
+    assert same(a, b), (a, b)
+
+
+@pytest.mark.parametrize('quant', ['load_in_4bit', 'load_in_8bit'])
+def test_zero3_quantized_base_rejected_before_launch(d, quant):
+    "ZeRO-3 cannot partition bitsandbytes weights: refused in the parent, with the reason, before torchrun starts."
+    cfg = config(d, f'q-{quant}', deepspeed='zero3', adapter='qlora' if quant == 'load_in_4bit' else 'lora',
+                 lora_target_linear=True, **{quant: True})
+    r = subprocess.run([*CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=120,
+                       env=ENV)
+    assert r.returncode != 0 and 'cannot partition' in r.stderr and quant in r.stderr, r.stderr[-3000:]
+    assert 'launching' not in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_deepspeed_given_as_name_path_or_mapping_is_checked(d):
+    "`deepspeed:` as a preset name, a file path or an inline mapping; an unknown key is named before launch."
+    from axolotl_nb.rules import load_config
+    from axolotl_nb.distributed import deepspeed_config, shipped_deepspeed_dir
+    base = yaml.safe_load(config(d, 'forms').read_text())
+    zero2 = shipped_deepspeed_dir()/'zero2.json'
+    assert deepspeed_config(load_config({**base, 'deepspeed': 'zero2'})) == zero2
+    assert deepspeed_config(load_config({**base, 'deepspeed': str(zero2)})) == zero2
+    bad = d/'typo.json'
+    bad.write_text(json.dumps({'zero_optimization': {'stage': 2, 'overlap_com': True}}))
+    cmd = [*CLI, 'train', str(config(d, 'typo', deepspeed=str(bad))), *torchrun_args()]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode != 0 and 'did you mean `zero_optimization.overlap_comm`' in r.stderr, r.stderr[-3000:]
+    assert 'launching' not in r.stderr
+    inline = {'zero_optimization': {'stage': 2}, 'train_micro_batch_size_per_gpu': 'auto'}
+    try: cfg = load_config({**base, 'deepspeed': inline})
+    except Exception as e: pytest.xfail(f"config does not accept an inline `deepspeed:` mapping yet: {e}")
+    assert deepspeed_config(cfg) == inline
