@@ -257,7 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument('--workdir', default=None)
     ap.add_argument('--no-write', action='store_true', help='do not write docs/benchmarks.md')
     a = ap.parse_args(argv)
+    import datasets
     from transformers import AutoTokenizer
+    datasets.disable_progress_bars()
     root = Path(a.workdir or tempfile.mkdtemp(prefix='parity-'))
     tdir = tokenizer_dir(root)
     tok = AutoTokenizer.from_pretrained(tdir)
