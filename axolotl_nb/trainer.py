@@ -139,7 +139,7 @@ class LossWatchdog(TrainerCallback):
         if self.factor and self.first and self.first > 0: return self.factor * self.first
         return None
 
-# %% ../nbs/10_trainer.ipynb #17b54a41
+# %% ../nbs/10_trainer.ipynb #7a58d2c9
 @patch
 def on_log(self:LossWatchdog, args, state:TrainerState, control:TrainerControl, logs=None, **kw):
     "Check one log line; on a violation stop training and keep the message."
@@ -160,6 +160,12 @@ def on_log(self:LossWatchdog, args, state:TrainerState, control:TrainerControl, 
                         "learning_rate (or more warmup_steps), max_grad_norm: 1.0, and check the data for empty labels")
         control.should_training_stop = True
         print(self.message, file=sys.stderr)
+    self.on_epoch_end(args, state, control)
+
+@patch
+def on_epoch_end(self:LossWatchdog, args, state, control:TrainerControl, **kw):
+    "After a stop: no eval on broken weights, no checkpoint an auto-resume would pick up."
+    if self.message: control.should_evaluate = control.should_save = False
 
 # %% ../nbs/10_trainer.ipynb #2d8abfdd
 def peak_memory() -> tuple[float, str]:

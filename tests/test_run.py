@@ -1,0 +1,85 @@
+"""The one run path gives every method every feature: SFT, DPO and GRPO each resume, stop loudly on divergence,
+and write a loss curve, TensorBoard events and a summary."""
+import contextlib, io, json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from axolotl_nb import grpo, preference, run
+from axolotl_nb.models import save_tiny_model
+from axolotl_nb.rules import load_config
+from axolotl_nb.trainer import TrainingDiverged
+from toys import toy_preferences, toy_tokenizer
+
+METHODS = {'sft': None, 'dpo': preference.method, 'grpo': lambda cfg: grpo.GRPO}
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp('run')
+    save_tiny_model(d/'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
+    rows = toy_preferences(24)
+    sft = [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in rows]
+    (d/'sft.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in sft))
+    (d/'pref.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    (d/'prompts.jsonl').write_text(''.join(json.dumps({'prompt': r['prompt'], 'answer': 'thank'}) + '\n' for r in rows))
+    (d/'run_rewards.py').write_text("def words(prompts, completions, **kw):\n"
+                                    "    return [float(len(c.split())) for c in completions]\n")
+    return d
+
+
+def cfg_for(d:Path, method:str, out:str, **kw):
+    data = {'sft': dict(path=str(d/'sft.jsonl'), type='alpaca'), 'grpo': dict(path=str(d/'prompts.jsonl')),
+            'dpo': dict(path=str(d/'pref.jsonl'), type='prompt_pairs')}[method]
+    c = dict(base_model=str(d/'tiny'), datasets=[data], dataset_prepared_path=str(d/'prep'), output_dir=str(d/out),
+             adapter='lora', lora_r=4, lora_alpha=8, lora_target_linear=True, sequence_len=64, micro_batch_size=4,
+             val_set_size=0.25, learning_rate=1e-3, max_steps=2, save_steps=2, logging_steps=1, seed=0,
+             use_tensorboard=True)
+    if method != 'sft': c['rl'] = method
+    if method == 'grpo':  # a reward with spread (so there is a gradient), from a module beside the config
+        c |= dict(trust_remote_code=True, trl=dict(num_generations=4, max_completion_length=4,
+                                                   reward_funcs=['run_rewards.words']))
+    p = d/f'{out}-{len(list(d.glob("*.yml")))}.yml'
+    p.write_text(yaml.safe_dump(c | kw))
+    return load_config(p)
+
+
+def train(method:str, cfg):
+    "run.train with the method's hook; returns (summary, stderr)."
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        s = run.train(cfg, METHODS[method](cfg) if METHODS[method] else None)
+    return s, err.getvalue()
+
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_every_method_gets_every_feature(work, method):
+    "Summary, loss curve, TensorBoard events, final eval and the saved adapter; then an auto-resume that says so."
+    s, _ = train(method, cfg_for(work, method, f'{method}-out'))
+    out = Path(s.output_dir)
+    assert s.method == method and s.steps == 2 and s.train_loss is not None
+    summary = json.loads((out/'training_summary.json').read_text())
+    assert summary['method'] == method and summary['steps'] == 2
+    assert (out/'loss_curve.png').stat().st_size > 1000
+    assert list((out/'runs').rglob('events.out.tfevents.*')), 'no TensorBoard events'
+    assert (out/'adapter_model.safetensors').exists() and (out/run.CONFIG_NAME).exists()
+    assert s.eval_loss is not None and summary['eval_loss'] == s.eval_loss, 'no final eval'
+    s2, err = train(method, cfg_for(work, method, f'{method}-out', max_steps=3, auto_resume_from_checkpoints=True))
+    assert s2.steps == 3 and Path(s2.resumed_from).name == 'checkpoint-2'
+    assert f"resuming from {out/'checkpoint-2'}" in err
+
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_every_method_stops_loudly_on_divergence(work, method):
+    "learning_rate 1e3: exit code 5, a message naming the step and what to try; output kept aside, good one untouched."
+    good = work/f'{method}-div'
+    train(method, cfg_for(work, method, f'{method}-div', save_strategy='no'))
+    before = (good/'adapter_model.safetensors').read_bytes()
+    with pytest.raises(TrainingDiverged) as e:
+        train(method, cfg_for(work, method, f'{method}-div', learning_rate=1e3, max_steps=20, save_strategy='no'))
+    msg = str(e.value)
+    assert e.value.exit_code == 5 and 'at step ' in msg and 'learning_rate' in msg, msg
+    step = int(msg.split('at step ')[1].split()[0])
+    assert (good/f'diverged-step-{step}'/'adapter_model.safetensors').exists()
+    assert (good/'adapter_model.safetensors').read_bytes() == before
