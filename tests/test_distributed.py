@@ -76,7 +76,7 @@ def sampler(ph:dict) -> dict:
     "Every rank iterates its MultipackBatchSampler shard and does one collective per batch: unequal counts would hang."
     import numpy as np, torch.distributed as dist
     from datetime import timedelta
-    from axolotl_nb.multipack import MultipackBatchSampler
+    from axolotl_nb.packing import MultipackBatchSampler
     if not dist.is_initialized(): dist.init_process_group('gloo', timeout=timedelta(seconds=60))
     lengths = np.random.default_rng(0).lognormal(4, 1, ph.get('n', 997)).clip(1, 256).astype(int)
     counts, toks = [], []
