@@ -23,7 +23,7 @@ __all__ = ['IGNORE', 'LIGER_LAYERS', 'LossOpts', 'auto_chunk', 'LinearCrossEntro
            'add_chunked_loss', 'causal_lm_loss', 'causal_lm_logps', 'loss_impl', 'kernel_plan', 'apply_kernels',
            'checkpointing_kwargs', 'offloads_activations', 'activation_offload']
 
-# %% ../nbs/09_loss.ipynb #506fbaf9
+# %% ../nbs/09_loss.ipynb #74b9bd6d
 IGNORE = -100
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def auto_chunk(vocab:int, budget:int=2**25) -> int:
     "Tokens per chunk so that one fp32 `[chunk × vocab]` block holds about `budget` numbers (128 MiB)."
     return max(16, budget // vocab)
 
-# %% ../nbs/09_loss.ipynb #98e5f9f3
+# %% ../nbs/09_loss.ipynb #79fed745
 def _logits(z:Tensor, o:LossOpts) -> Tensor:
     "fp32 logits after the model's scale and soft-cap."
     z = z.float()
@@ -56,7 +56,7 @@ def _token_loss(z:Tensor, y:Tensor, o:LossOpts) -> tuple[Tensor, Tensor]:
     lse = torch.logsumexp(z, -1)
     return lse, _combine(lse, z.gather(1, y[:, None]).squeeze(1), z.mean(-1) if o.label_smoothing else None, o)
 
-# %% ../nbs/09_loss.ipynb #63a12d98
+# %% ../nbs/09_loss.ipynb #0eb78983
 def _chunk_grad(z:Tensor, y:Tensor, o:LossOpts, need_grad:bool) -> tuple[Tensor, Optional[Tensor]]:
     "Summed loss of one chunk of raw logits and, if `need_grad`, d loss / d raw logits, in the logits' own buffer."
     z = _logits(z, o)
@@ -74,7 +74,7 @@ def _chunk_grad(z:Tensor, y:Tensor, o:LossOpts, need_grad:bool) -> tuple[Tensor,
     if dcap is not None: g.mul_(dcap)
     return per.sum(), g.mul_(o.scale) if o.scale != 1 else g
 
-# %% ../nbs/09_loss.ipynb #7dca776d
+# %% ../nbs/09_loss.ipynb #993a5e58
 def _head_chunk(cx:list, ws:list, bias:Optional[Tensor]) -> Tensor:
     "Raw logits `Σₖ xₖ·wₖᵀ + bias` of one chunk, in one new buffer."
     z = cx[0] @ ws[0].T if bias is None else torch.addmm(bias, cx[0], ws[0].T)
@@ -95,7 +95,7 @@ def _buffers(xw:tuple, bias:Optional[Tensor], need:list) -> list:
     gs = [(torch.zeros_like(t) if k % 2 == 0 else fp32(t)) if n else None for k, (t, n) in enumerate(zip(xw, need))]
     return gs + [fp32(bias) if need[-1] else None]
 
-# %% ../nbs/09_loss.ipynb #af98bd71
+# %% ../nbs/09_loss.ipynb #fd7f03c2
 class LinearCrossEntropy(torch.autograd.Function):
     "Summed token losses of the logits `Σₖ xₖ·wₖᵀ + bias`, one chunk of rows at a time; gradients made in forward."
     @staticmethod
@@ -120,7 +120,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         out = [None if g is None else (g * go).to(dt) for g, dt in zip(gs, ctx.dtypes)]
         return None, None, None, None, out[-1], *out[:-1]
 
-# %% ../nbs/09_loss.ipynb #ee3120c1
+# %% ../nbs/09_loss.ipynb #9e1479c5
 def _scored(hidden:Tensor, labels:Tensor, shift:bool) -> tuple[Tensor, Tensor]:
     "Mask of scored positions (row t predicts `labels[t+1]` when `shift`, as HF causal LMs) and their targets."
     y = (labels[..., 1:] if shift else labels).to(hidden.device)
@@ -131,7 +131,7 @@ def _rows(x:Tensor, keep:Tensor, shift:bool) -> Tensor: return (x[..., :-1, :] i
 
 def _divide(total:Tensor, n) -> Tensor: return total / torch.as_tensor(n, device=total.device).clamp(min=1)
 
-# %% ../nbs/09_loss.ipynb #02256a05
+# %% ../nbs/09_loss.ipynb #1927aa41
 def chunked_cross_entropy(hidden:Tensor, # (..., T, H) final hidden states (after the last norm)
                           weight:Tensor, # (V, H) LM head weight (the input embedding when tied)
                           labels:Tensor, # (..., T) token ids, -100 where not scored
@@ -149,7 +149,7 @@ def chunked_cross_entropy(hidden:Tensor, # (..., T, H) final hidden states (afte
     total = LinearCrossEntropy.apply(y, LossOpts(**opts), chunk, torch.is_grad_enabled(), bias, *xw)
     return _divide(total, len(y) if num_items_in_batch is None else num_items_in_batch)
 
-# %% ../nbs/09_loss.ipynb #a7b4f770
+# %% ../nbs/09_loss.ipynb #a3ca9a7f
 def _head_loss(head:Callable, h:Tensor, y:Tensor, o:LossOpts) -> Tensor:
     return _token_loss(_logits(head(h), o), y, o)[1]
 
@@ -164,7 +164,7 @@ def chunked_token_loss(head:Callable, # logits of an `(n, H)` block: the LM head
     parts = [f(head, h[i:i + chunk], y[i:i + chunk], o) for i in range(0, len(y), chunk)]
     return torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
 
-# %% ../nbs/09_loss.ipynb #621f0b7b
+# %% ../nbs/09_loss.ipynb #bfc1981f
 def chunked_sequence_logps(hidden:Tensor, # (B, T, H) final hidden states
                            weight:Optional[Tensor], # (V, H) LM head weight (unused when `head` is given)
                            labels:Tensor, # (B, T) token ids, -100 where not scored (unshifted, as for the model)
@@ -181,7 +181,7 @@ def chunked_sequence_logps(hidden:Tensor, # (B, T, H) final hidden states
     sums = lp.new_zeros(len(labels)).index_add(0, keep.nonzero()[:, 0], lp)
     return sums, keep.sum(-1)
 
-# %% ../nbs/09_loss.ipynb #ebcb09b0
+# %% ../nbs/09_loss.ipynb #de487f6e
 def head_opts(config) -> dict:
     "Soft-cap and logit scale that the model's own forward applies after its LM head."
     c = config.get_text_config() if hasattr(config, 'get_text_config') else config
@@ -204,7 +204,7 @@ def head_terms(head:nn.Module, hidden:Tensor) -> Optional[tuple[list, Optional[T
         terms.append((x, head.lora_B[a].weight))
     return terms, base.bias
 
-# %% ../nbs/09_loss.ipynb #4a777205
+# %% ../nbs/09_loss.ipynb #378501e1
 @dataclass
 class ChunkedLMOutput(ModelOutput):
     "What a model patched by `add_chunked_loss` returns when called with `chunked_loss=...`: no logits."
@@ -231,7 +231,7 @@ def _loss_from_hidden(self, hidden:Tensor, labels:Tensor, n, opts:dict) -> Chunk
     per = chunked_token_loss(head, _rows(hidden, keep, True), y, chunk, LossOpts(**o))
     return ChunkedLMOutput(loss=_divide(per.sum(), len(y) if n is None else n))
 
-# %% ../nbs/09_loss.ipynb #fc35dc0c
+# %% ../nbs/09_loss.ipynb #49078a24
 def causal_lm(model:nn.Module) -> nn.Module:
     "The transformers causal LM inside DDP/DataParallel and PEFT wrappers."
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
@@ -255,7 +255,7 @@ def add_chunked_loss(model:nn.Module) -> nn.Module:
     m.forward, m._chunked_loss = types.MethodType(forward, m), True
     return model
 
-# %% ../nbs/09_loss.ipynb #cfe1575f
+# %% ../nbs/09_loss.ipynb #b9671003
 def causal_lm_loss(model:nn.Module, # a causal LM, PEFT/DDP-wrapped or not (patched on first use)
                    inputs:dict, # a batch with `labels` (and input_ids, attention_mask / position_ids …)
                    num_items_in_batch:Optional[int|Tensor]=None, # HF Trainer's divisor across accumulation steps
@@ -272,7 +272,7 @@ def causal_lm_logps(model:nn.Module, inputs:dict, chunk_size:Optional[int]=None)
     out = model(**inputs, chunked_loss=dict(chunk_size=chunk_size, logps=True))
     return out.logps, out.n_tokens
 
-# %% ../nbs/09_loss.ipynb #ae6bbc02
+# %% ../nbs/09_loss.ipynb #3978e44f
 LIGER_LAYERS = {'liger_rms_norm': 'rms_norm', 'liger_glu_activation': 'swiglu', 'liger_rope': 'rope',
                 'liger_layer_norm': 'layer_norm'}
 _PLAIN = dict(rms_norm="the model's RMSNorm", swiglu="the model's GLU MLP", rope="the model's rotary embedding",
@@ -290,7 +290,7 @@ def loss_impl(cfg, cuda:Optional[bool]=None) -> str:
     asked = _cce_on(cfg) or _on(cfg, 'liger_fused_linear_cross_entropy') or _on(cfg, 'liger_cross_entropy')
     return 'chunked' if asked or getattr(cfg, 'chunked_cross_entropy', True) is not False else 'hf'
 
-# %% ../nbs/09_loss.ipynb #af53ddff
+# %% ../nbs/09_loss.ipynb #85c4e291
 def _why(cuda:bool, pkg:str) -> str:
     return 'no CUDA GPU here' if not cuda else f'`{pkg}` is not installed (`pip install axolotl_nb[kernels]`)'
 
@@ -309,7 +309,7 @@ def kernel_plan(cfg, cuda:Optional[bool]=None) -> list[str]:
         notes.append("`liger_cross_entropy: true`: superseded — " + chunked.replace('instead ', ''))
     return notes
 
-# %% ../nbs/09_loss.ipynb #82c47d83
+# %% ../nbs/09_loss.ipynb #1b628699
 def apply_kernels(model:nn.Module, cfg) -> list[str]:
     "Patch `model`'s norms/MLP/rope with Liger's when on CUDA with liger-kernel; the names of what was patched."
     kw = {v: True for k, v in LIGER_LAYERS.items() if _on(cfg, k)}
@@ -332,7 +332,7 @@ def _kernel_ce(impl:str, x:Tensor, w:Tensor, labels:Tensor, n, bias:Optional[Ten
                       softcap=o.softcap)
     return _divide(total[0] if isinstance(total, tuple) else total, len(y) if n is None else n)
 
-# %% ../nbs/09_loss.ipynb #fd15745f
+# %% ../nbs/09_loss.ipynb #32dd9d71
 def checkpointing_kwargs(cfg) -> Optional[dict]:
     "`gradient_checkpointing_kwargs` for the trainer: the config's own, `use_reentrant: False` by default."
     if not getattr(cfg, 'gradient_checkpointing', False): return None
