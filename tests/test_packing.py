@@ -193,3 +193,24 @@ def test_cli_evaluate_same_loss_packed_or_not(tmp_path):
         line = [l for l in r.stdout.splitlines() if 'eval_loss' in l][-1]
         losses.append(float(line.split("'eval_loss': ")[1].split(',')[0]))
     assert abs(losses[0] - losses[1]) < 1e-5, losses
+
+
+def test_yaml_packed_sdpa_selectable(tmp_path):
+    "`attn_implementation: packed_sdpa` in a config loads the model on it, flattens the batch, and matches sdpa's loss."
+    from axolotl_nb.attention import collate_fn_for
+    from axolotl_nb.models import load_model, load_tokenizer, save_tiny_model
+    from axolotl_nb.rules import load_config
+    save_tiny_model(tmp_path / 'tiny')
+    losses = {}
+    for attn in ('packed_sdpa', 'sdpa'):
+        cfg = load_config(dict(base_model=str(tmp_path / 'tiny'), datasets=[dict(path='x.jsonl', type='alpaca')],
+                               sequence_len=128, sample_packing=True, micro_batch_size=2, attn_implementation=attn))
+        tok = load_tokenizer(cfg)
+        m = load_model(cfg, tok)
+        assert m.config._attn_implementation == attn
+        coll = collate_fn_for(cfg, tok, m.config)
+        assert coll.flat == (attn == 'packed_sdpa')
+        docs = _docs(8, vocab=min(101, m.config.vocab_size))
+        loss, n = causal_lm_loss_sum(m, coll([docs[:4], docs[4:]]))
+        losses[attn] = loss.item() / n
+    assert abs(losses['packed_sdpa'] - losses['sdpa']) < 1e-5, losses
