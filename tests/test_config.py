@@ -79,11 +79,11 @@ def test_registry_counts_and_plugins():
 
 # --- the four classes, each with a passing and a failing case
 def test_class_toggle_warns_and_strict_makes_it_an_error():
-    c = load_config({**BASE, 'liger_rms_norm': True})
-    assert any(n.startswith('warning: liger_rms_norm:') and 'run instead' in n for n in c.notes)
-    ps = problems_of({**BASE, 'liger_rms_norm': True, 'strict': True})
-    assert len(ps) == 1 and ps[0].startswith('liger_rms_norm:') and 'strict: true' in ps[0]
-    assert not [n for n in load_config({**BASE, 'liger_rms_norm': False}).notes if 'liger' in n]
+    c = load_config({**BASE, 'lora_mlp_kernel': True})
+    assert any(n.startswith('warning: lora_mlp_kernel:') and 'run instead' in n for n in c.notes)
+    ps = problems_of({**BASE, 'lora_mlp_kernel': True, 'strict': True})
+    assert len(ps) == 1 and ps[0].startswith('lora_mlp_kernel:') and 'strict: true' in ps[0]
+    assert not [n for n in load_config({**BASE, 'lora_mlp_kernel': False}).notes if 'kernel' in n]
 
 
 def test_class_unsupported_errors_only_when_active():
@@ -97,9 +97,9 @@ def test_class_unsupported_errors_only_when_active():
 
 
 def test_class_inert_active_names_the_feature():
-    assert problems_of({**BASE, 'model_config': {}}) == []
-    ps = problems_of({**BASE, 'model_config': {'rope_theta': 1e6}})
-    assert ps[0].startswith('model_config: not supported yet')
+    assert problems_of({**BASE, 'model_kwargs': {}}) == []
+    ps = problems_of({**BASE, 'model_kwargs': {'rope_theta': 1e6}})
+    assert ps[0].startswith('model_kwargs: not supported yet')
 
 
 def test_known_values_are_classified_not_generic():
@@ -107,9 +107,10 @@ def test_known_values_are_classified_not_generic():
                  ('chat_template', 'cohere'), ('lr_scheduler', 'rex')]:
         p = problems_of({**BASE, k: v})
         assert len(p) == 1 and f'not supported yet: `{k}: {v}`' in p[0] and 'Input should be' not in p[0], p
-    c = load_config({**BASE, 'gradient_checkpointing': 'offload', 'attn_implementation': 'packed_sdpa'})
-    assert c.gradient_checkpointing is True and c.attn_implementation == 'packed_sdpa'
-    assert any('gradient_checkpointing: offload' in n for n in c.notes)
+    c = load_config({**BASE, 'gradient_checkpointing': 'offload_disk', 'attn_implementation': 'packed_sdpa'})
+    assert c.gradient_checkpointing == 'offload' and c.attn_implementation == 'packed_sdpa'
+    assert any('gradient_checkpointing: offload_disk' in n for n in c.notes)
+    assert load_config({**BASE, 'gradient_checkpointing': 'offload'}).notes == load_config(BASE).notes  # supported
     assert 'did you mean `dpo`' in problems_of({**BASE, 'rl': 'dop'})[0]
 
 
@@ -133,8 +134,8 @@ def test_real_typos_and_aliases_suggested():
 
 
 def test_config_keys_lists_classes():
-    out = config_keys('liger_r*')
-    assert 'liger_rope' in out and 'toggle' in out
+    out = config_keys('liger_*')
+    assert 'liger_swiglu' in out and 'toggle' in out and 'liger_rope' in out
     assert 'supported' in config_keys('lora_r') and 'LoRA rank' in config_keys('lora_r')
     assert config_keys('zz_nothing').startswith('no config key')
 
