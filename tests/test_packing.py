@@ -214,3 +214,18 @@ def test_yaml_packed_sdpa_selectable(tmp_path):
         loss, n = causal_lm_loss_sum(m, coll([docs[:4], docs[4:]]))
         losses[attn] = loss.item() / n
     assert abs(losses['packed_sdpa'] - losses['sdpa']) < 1e-5, losses
+
+
+@pytest.mark.parametrize('packed', [True, False])
+def test_unsupervised_batch_training_loss_finite(packed):
+    "The training loss (09_loss's chunked loss, as the Trainer calls it) of an all -100 batch is 0, with 0 grads."
+    from axolotl_nb.loss import causal_lm_loss
+    docs = [dict(input_ids=d['input_ids'], labels=[-100] * len(d['input_ids'])) for d in _docs(6)]
+    m = _model('llama', 'sdpa', 'cpu').train()
+    batch = PackedCollator('sdpa')([docs[:3], docs[3:]] if packed else [[d] for d in docs])
+    for nib in (None, 0):  # no divisor, and the Trainer's count of supervised tokens across accumulation (0 here)
+        m.zero_grad()
+        loss = causal_lm_loss(m, batch, num_items_in_batch=nib)
+        loss.backward()
+        assert loss.item() == 0.0, (nib, loss)
+        assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
