@@ -1,12 +1,13 @@
 """QLoRA on a Llama-3-8B-shaped random-init model: peak GPU memory and real tokens/s, axolotl_nb vs TRL SFTTrainer.
 
     python bench/gpu_qlora.py --steps 12            # GPU (writes the `gpu_qlora` section of docs/benchmarks.md)
-    python bench/gpu_qlora.py --tiny --steps 3      # CPU smoke run of the same code path on a tiny shape (no write)
+    python bench/gpu_qlora.py --tiny --steps 3      # CPU smoke run of the same code path, tiny shape (no write)
     python bench/gpu_qlora.py --steps 12 --hf-loss-row   # + ours with `chunked_cross_entropy: false` (full logits)
 
 Same model file, same NF4 settings (double quant, bf16 compute), same LoRA (r=16, alpha=32, every linear layer), same
 random-token data (log-normal lengths, median ~300, clipped to 2048), micro batch 1 × seq 2048 packed, gradient
-checkpointing, both runs in one process. Anchor: torchtune reports 7.4 GiB and 2413 tok/s for Llama-3-8B QLoRA on a 4090.
+checkpointing, both runs in one process. Anchor: torchtune reports 7.4 GiB and 2413 tok/s for Llama-3-8B QLoRA on a
+4090.
 """
 import argparse, gc, json, sys, tempfile, time
 from pathlib import Path
@@ -19,18 +20,23 @@ from bench._common import write_section  # noqa: E402
 def make_model(dest:Path, tiny:bool) -> dict:
     "Write a random-init Llama (8B shape, or tiny) to `dest` in bf16."
     from transformers import LlamaConfig, LlamaForCausalLM
-    shape = (dict(hidden_size=64, intermediate_size=224, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=1024)
+    shape = (dict(hidden_size=64, intermediate_size=224, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=1024)
              if tiny else dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                                num_key_value_heads=8, vocab_size=128256))
-    c = LlamaConfig(**shape, max_position_embeddings=8192, rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    c = LlamaConfig(**shape, max_position_embeddings=8192, rope_theta=500000.0, tie_word_embeddings=False,
+                    bos_token_id=1, eos_token_id=2)
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     torch.manual_seed(0)
-    prev = torch.get_default_dtype(); torch.set_default_dtype(torch.bfloat16)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
     with torch.device(dev): m = LlamaForCausalLM(c)
     torch.set_default_dtype(prev)
     m.save_pretrained(dest, max_shard_size='5GB')
     n = sum(p.numel() for p in m.parameters())
-    del m; gc.collect(); torch.cuda.empty_cache() if dev == 'cuda' else None
+    del m
+    gc.collect()
+    if dev == 'cuda': torch.cuda.empty_cache()
     return dict(shape, params=n)
 
 def make_rows(n:int, vocab:int, seq:int, seed:int=0) -> list[list[int]]:
@@ -64,11 +70,16 @@ def callback(meter):
 
 def finish(tr, meter) -> dict:
     "Train, then the run's real tokens/s, peak GPU memory and last logged loss; frees the model."
-    tr.add_callback(callback(meter)); tr.train()
+    tr.add_callback(callback(meter))
+    tr.train()
     tps, toks = meter.result()
-    res = dict(tokens_per_s=tps, tokens=toks, peak_gib=torch.cuda.max_memory_allocated()/2**30 if torch.cuda.is_available() else float('nan'),
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float('nan')
+    res = dict(tokens_per_s=tps, tokens=toks, peak_gib=peak,
                loss=tr.state.log_history[-2].get('loss') if len(tr.state.log_history) > 1 else None)
-    tr.model = None; del tr; gc.collect(); torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    tr.model = None
+    del tr
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
     return res
 
 def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa', chunked:bool=True):
@@ -76,7 +87,8 @@ def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa', ch
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
         sequence_len=2048, sample_packing=True, adapter='qlora', load_in_4bit=True, lora_r=16, lora_alpha=32,
         lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=1, max_steps=steps, learning_rate=2e-4,
-        gradient_checkpointing=True, bf16=not tiny and torch.cuda.is_available(), use_tensorboard=False, logging_steps=1,
+        gradient_checkpointing=True, bf16=not tiny and torch.cuda.is_available(), use_tensorboard=False,
+        logging_steps=1,
         save_strategy='no', output_dir=str(out), bnb_4bit_compute_dtype='bfloat16', attn_implementation=attn,
         chunked_cross_entropy=chunked))
 
@@ -85,7 +97,8 @@ def run_ours(cfg, tok, rows, warmup) -> dict:
     from axolotl_nb.models import load_model
     from axolotl_nb.lora import apply_lora
     from axolotl_nb.trainer import build_trainer
-    ds = datasets.Dataset.from_dict(dict(input_ids=rows, labels=rows, attention_mask=[[1]*len(r) for r in rows], length=[len(r) for r in rows]))
+    ds = datasets.Dataset.from_dict(dict(input_ids=rows, labels=rows, attention_mask=[[1]*len(r) for r in rows],
+                                         length=[len(r) for r in rows]))
     model = apply_lora(load_model(cfg, tok), cfg)
     meter = Meter(model, tok.pad_token_id, warmup)
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
@@ -101,29 +114,38 @@ def run_trl(cfg, tok, rows, warmup) -> dict:
     model = load_model(cfg, tok)
     meter = Meter(model, tok.pad_token_id, warmup)
     args = SFTConfig(output_dir=cfg.output_dir + '-trl', per_device_train_batch_size=1, gradient_accumulation_steps=1,
-                     max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, bf16=cfg.bf16, gradient_checkpointing=True,
-                     gradient_checkpointing_kwargs={'use_reentrant': False}, packing=True, max_length=cfg.sequence_len,
-                     logging_steps=1, save_strategy='no', report_to='none', disable_tqdm=True, lr_scheduler_type='cosine')
+                     max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, bf16=cfg.bf16,
+                     gradient_checkpointing=True, gradient_checkpointing_kwargs={'use_reentrant': False}, packing=True,
+                     max_length=cfg.sequence_len, logging_steps=1, save_strategy='no', report_to='none',
+                     disable_tqdm=True, lr_scheduler_type='cosine')
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora_config(cfg, model))
     return finish(tr, meter)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--steps', type=int, default=12); ap.add_argument('--warmup', type=int, default=2)
-    ap.add_argument('--tiny', action='store_true'); ap.add_argument('--workdir', default=None)
-    ap.add_argument('--attn', default='sdpa', help='our attention backend (sdpa: 4D bool mask; flex_attention: BlockMask); TRL always uses sdpa')
+    ap.add_argument('--steps', type=int, default=12)
+    ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--tiny', action='store_true')
+    ap.add_argument('--workdir', default=None)
+    ap.add_argument('--attn', default='sdpa',
+                    help='our attention backend (sdpa: 4D bool mask; flex_attention: BlockMask); TRL always uses sdpa')
     ap.add_argument('--no-write', action='store_true', help='print only')
     ap.add_argument('--hf-loss-row', action='store_true', help='add ours with `chunked_cross_entropy: false`')
     a = ap.parse_args()
     from axolotl_nb.models import tiny_tokenizer
     work = Path(a.workdir or tempfile.mkdtemp())
-    tok = tiny_tokenizer(); tok.pad_token = '<|endoftext|>'
-    t = time.perf_counter(); shape = make_model(work/'model', a.tiny); t_make = time.perf_counter() - t
+    tok = tiny_tokenizer()
+    tok.pad_token = '<|endoftext|>'
+    t = time.perf_counter()
+    shape = make_model(work/'model', a.tiny)
+    t_make = time.perf_counter() - t
     rows = make_rows(4000, shape['vocab_size'], 2048)
     cfg = base_cfg(work/'model', work/'out', a.steps, a.tiny)
     res = {'axolotl_nb': run_ours(cfg, tok, rows, a.warmup)}
-    if a.attn != 'sdpa': res[f'axolotl_nb ({a.attn})'] = run_ours(base_cfg(work/'model', work/'out', a.steps, a.tiny, a.attn), tok, rows, a.warmup)
+    if a.attn != 'sdpa':
+        cfg_attn = base_cfg(work/'model', work/'out', a.steps, a.tiny, a.attn)
+        res[f'axolotl_nb ({a.attn})'] = run_ours(cfg_attn, tok, rows, a.warmup)
     if a.hf_loss_row:
         cfg_hf = base_cfg(work/'model', work/'out', a.steps, a.tiny, chunked=False)
         res['axolotl_nb (HF full-logits loss)'] = run_ours(cfg_hf, tok, rows, a.warmup)
@@ -132,15 +154,20 @@ def main():
     print(json.dumps(dict(device=dev, shape=shape, make_model_s=t_make, results=res), indent=1))
     if a.tiny or a.no_write: return
     ours = res['axolotl_nb']
-    lines = [f"Command: `python bench/gpu_qlora.py --steps {a.steps}` on {dev}, torch {torch.__version__}, one process, both rows in the same run.",
-             f"Model: random-init Llama-3-8B shape ({shape['params']/1e9:.2f} B params: hidden 4096, 32 layers, GQA 32/8, vocab 128256), "
-             "NF4 + double quant, bf16 compute, LoRA r=16 α=32 on every linear layer, seq 2048 packed, micro batch 1, gradient checkpointing, sdpa "
+    lines = [f"Command: `python bench/gpu_qlora.py --steps {a.steps}` on {dev}, torch {torch.__version__}, "
+             "one process, both rows in the same run.",
+             f"Model: random-init Llama-3-8B shape ({shape['params']/1e9:.2f} B params: hidden 4096, 32 layers, "
+             "GQA 32/8, vocab 128256), NF4 + double quant, bf16 compute, LoRA r=16 α=32 on every linear layer, "
+             "seq 2048 packed, micro batch 1, gradient checkpointing, sdpa "
              "(flash-attn is not installed on the lent machine). Tokens/s counts real (non-pad) tokens after "
              f"{a.warmup} warm-up steps.", "",
              "| trainer | real tokens/s | peak GPU memory (GiB) | ours ÷ this (tok/s) |", "|---|---|---|---|"]
     for k, r in res.items():
-        lines.append(f"| {k} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.2f} | {ours['tokens_per_s']/r['tokens_per_s']:.2f}x |")
-    lines += ["", "Anchor (not measured here): torchtune reports 7.4 GiB and 2,413 tok/s for Llama-3-8B QLoRA on an RTX 4090."]
-    write_section('gpu_qlora', '## QLoRA on a Llama-3-8B-shaped model (GPU, `bench/gpu_qlora.py`)\n\n' + '\n'.join(lines))
+        ratio = ours['tokens_per_s'] / r['tokens_per_s']
+        lines.append(f"| {k} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.2f} | {ratio:.2f}x |")
+    lines += ["", "Anchor (not measured here): torchtune reports 7.4 GiB and 2,413 tok/s for Llama-3-8B QLoRA on an "
+              "RTX 4090."]
+    title = '## QLoRA on a Llama-3-8B-shaped model (GPU, `bench/gpu_qlora.py`)\n\n'
+    write_section('gpu_qlora', title + '\n'.join(lines))
 
 if __name__ == '__main__': main()
