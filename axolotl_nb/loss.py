@@ -190,11 +190,15 @@ def head_opts(config) -> dict:
 
 def _full(w:Tensor) -> Tensor: return w.full_tensor() if hasattr(w, 'full_tensor') else w  # FSDP2 DTensor
 
+def _plain(m) -> bool:
+    "A float `nn.Linear` (FSDP2's dynamic subclasses included; bitsandbytes' packed int weights excluded)."
+    return isinstance(m, nn.Linear) and not hasattr(m, 'base_layer') and m.weight.dtype.is_floating_point
+
 def head_terms(head:nn.Module, hidden:Tensor) -> Optional[tuple[list, Optional[Tensor]]]:
     "`([(x, w), ...], bias)` with `head(hidden) == Σ x·wᵀ + bias`: a plain Linear or LoRA on one; else None."
-    if type(head) is nn.Linear: return [(hidden, _full(head.weight))], head.bias
+    if _plain(head): return [(hidden, _full(head.weight))], head.bias
     base = getattr(head, 'base_layer', None)
-    if type(base) is not nn.Linear or not hasattr(head, 'lora_A'): return None
+    if not _plain(base) or not hasattr(head, 'lora_A'): return None
     terms = [(hidden, _full(base.weight))]
     if head.disable_adapters or head.merged: return terms, base.bias
     for a in head.active_adapters:
