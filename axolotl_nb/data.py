@@ -6,7 +6,7 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #3bb19b4c
 from __future__ import annotations
-import errno, fcntl, hashlib, json, logging, math, os, re, shutil, uuid
+import codecs, csv, fcntl, hashlib, json, logging, math, os, re, shutil, uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,10 +21,10 @@ from .rules import load_config
 from .prompts import IGNORE, DataError, get_strategy, label_view, resolve_chat_template
 
 # %% auto #0
-__all__ = ['EXT', 'BUILDERS', 'CACHE_VERSION', 'CACHE_KEYS', 'source_files', 'diagnose_json', 'load_source', 'tokenize_dataset',
-           'handle_lengths', 'file_digest', 'tokenizer_fingerprint', 'cache_key', 'PreprocessReport', 'length_stats',
-           'fill_lengths', 'fill_packing', 'rl_lengths', 'plot_lengths', 'build', 'sweep_stale', 'cache_lock',
-           'load_datasets', 'debug_view', 'preprocess']
+__all__ = ['EXT', 'BUILDERS', 'UTF8_BOM', 'CACHE_VERSION', 'CACHE_KEYS', 'source_files', 'diagnose_json', 'check_text_file',
+           'load_files', 'load_source', 'tokenize_dataset', 'handle_lengths', 'file_digest', 'tokenizer_fingerprint',
+           'cache_key', 'PreprocessReport', 'length_stats', 'fill_lengths', 'fill_packing', 'rl_lengths',
+           'plot_lengths', 'build', 'sweep_stale', 'cache_lock', 'load_datasets', 'debug_view', 'preprocess']
 
 # %% ../nbs/03_data.ipynb #351700ef
 EXT = {'.json': 'json', '.jsonl': 'json', '.parquet': 'parquet', '.csv': 'csv', '.arrow': 'arrow', '.txt': 'text'}
@@ -69,7 +69,7 @@ def _jtype(v) -> str: return {str: 'string', list: 'list', dict: 'mapping', bool
 
 def _json_rows(path:Path) -> list[tuple[int, Any]]:
     "(line number, row) for a JSON array or JSONL file; raises `DataError` at the first unparsable line."
-    text = Path(path).read_text(encoding='utf-8', errors='replace')
+    text = Path(path).read_text(encoding='utf-8-sig', errors='replace')
     if text.lstrip().startswith('['):
         try: return [(i + 1, r) for i, r in enumerate(json.loads(text))]
         except json.JSONDecodeError as e: raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
@@ -101,6 +101,60 @@ def diagnose_json(path:Path) -> Optional[str]:
             seen.setdefault(k, (t, n))
     return None
 
+# %% ../nbs/03_data.ipynb #28601004
+UTF8_BOM = b'\xef\xbb\xbf'
+
+def check_text_file(path:Path, chunk:int=1 << 20) -> bool:
+    "Raise a `DataError` for an empty or non-UTF-8 text file (naming line and byte offset); return whether it has a BOM."
+    dec, line, off, blank, bom = codecs.getincrementaldecoder('utf-8')(), 1, 0, True, False
+    with open(path, 'rb') as f:
+        while (b := f.read(chunk)):
+            if off == 0 and b.startswith(UTF8_BOM): bom = True
+            try: s = dec.decode(b)
+            except UnicodeDecodeError as e:
+                bad = off + e.start
+                line += b[:e.start].count(b'\n')
+                raise DataError(f"{path}:{line}: byte 0x{b[e.start]:02x} at byte offset {bad} is not UTF-8 — re-save the "
+                                "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)") from None
+            line += b.count(b'\n')
+            blank = blank and not s.lstrip('\ufeff').strip()
+            off += len(b)
+    if blank: raise DataError(f"{path}: empty file (no rows) — point `path` at the data, or remove this dataset entry")
+    return bom
+
+# %% ../nbs/03_data.ipynb #75946441
+def _cause(e:BaseException) -> str:
+    "The innermost message of an exception chain (loaders wrap the real error in a generic one)."
+    while (e.__cause__ or e.__context__) is not None: e = e.__cause__ or e.__context__
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+def _csv_features(f:Path) -> datasets.Features:
+    "Every column of a CSV as a string: a cell is text (`007`, `1e3`, `True` stay what the file says)."
+    with open(f, newline='', encoding='utf-8-sig') as fh: header = next(csv.reader(fh), [])
+    return datasets.Features({c: datasets.Value('string') for c in header})
+
+# %% ../nbs/03_data.ipynb #248abd23
+def load_files(files:list[Path], builder:str, sl:str='') -> Dataset:
+    "The rows of local data files read with one builder; every failure names the file (and line) and the fix."
+    boms = [check_text_file(f) for f in files] if builder in ('json', 'csv', 'text') else []
+    lg = logging.getLogger('datasets')
+    lvl = lg.level
+    lg.setLevel(logging.CRITICAL)  # we report load errors ourselves
+    try:
+        if builder == 'arrow': return _slice(concatenate_datasets([Dataset.from_file(str(f)) for f in files]), sl)
+        if builder == 'json' and any(boms): return _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
+        kw = {'features': _csv_features(files[0]), 'keep_default_na': False, 'encoding': 'utf-8-sig'} if builder == 'csv' else {}
+        d = load_dataset(builder, data_files=[str(f) for f in files], split='train' + sl, **kw)
+        if builder == 'json' and _temporal(d.features):  # Arrow turned ISO-date strings into timestamps: re-read as text
+            d = _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
+        return d
+    except Exception as e:
+        if builder == 'json':
+            for f in files:
+                if (msg := diagnose_json(f)): raise DataError(msg) from None
+        raise DataError(f"could not read {', '.join(map(str, files))} as {builder}: {_cause(e)}") from None
+    finally: lg.setLevel(lvl)
+
 # %% ../nbs/03_data.ipynb #9df11033
 def load_source(ds:dict, cfg:AxolotlConfig) -> Dataset:
     "Load the raw rows of one dataset entry as a `datasets.Dataset`."
@@ -127,19 +181,7 @@ def load_source(ds:dict, cfg:AxolotlConfig) -> Dataset:
     builder = ds.get('ds_type') or (ds['path'] if ds['path'] in BUILDERS else EXT.get(files[0].suffix))
     builder = 'json' if builder == 'jsonl' else builder
     if builder is None: raise DataError(f"{files[0]}: cannot tell the format from `{files[0].suffix}` — set `ds_type` (json, parquet, csv, arrow, text)")
-    lg = logging.getLogger('datasets'); lvl = lg.level; lg.setLevel(logging.CRITICAL)  # we report load errors ourselves
-    try:
-        if builder == 'arrow': return _slice(concatenate_datasets([Dataset.from_file(str(f)) for f in files]), sl)
-        d = load_dataset(builder, data_files=[str(f) for f in files], split='train' + sl)
-        if builder == 'json' and _temporal(d.features):  # Arrow turned ISO-date strings into timestamps: re-read as text
-            d = _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
-        return d
-    except Exception as e:
-        if builder == 'json':
-            for f in files:
-                if (msg := diagnose_json(f)): raise DataError(msg) from None
-        raise DataError(f"could not read {', '.join(map(str, files))} as {builder}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    finally: lg.setLevel(lvl)
+    return load_files(files, builder, sl)
 
 # %% ../nbs/03_data.ipynb #6611ea78
 class _Encode:
