@@ -107,6 +107,7 @@ def _rows(item:Any) -> list[dict]:
 def _as_list(x) -> list[int]:
     return x.tolist() if hasattr(x, 'tolist') else list(x)
 
+# %% ../nbs/05_attention.ipynb #a0b69024
 @patch
 def row(self:PackedCollator, docs:list[dict]) -> tuple[list[int], list[int], list[int]]:
     "Concatenate one bin's documents: ids, labels (first of each document -100), positions."
@@ -120,7 +121,7 @@ def row(self:PackedCollator, docs:list[dict]) -> tuple[list[int], list[int], lis
         pos += range(len(x))
     return ids, labels, pos
 
-# %% ../nbs/05_attention.ipynb #a22e70da
+# %% ../nbs/05_attention.ipynb #98fa5188
 @patch
 def _length(self:PackedCollator, longest:int) -> int:
     "Tokens per row for a micro-batch whose longest row has `longest` tokens."
@@ -131,7 +132,7 @@ def _length(self:PackedCollator, longest:int) -> int:
     m = math.lcm(self.mult, 128) if self.attn == 'flex_attention' else self.mult
     return -(-longest // m) * m
 
-# %% ../nbs/05_attention.ipynb #a28aadc4
+# %% ../nbs/05_attention.ipynb #a6f0f312
 @patch
 def __call__(self:PackedCollator, batch:Sequence[Any]) -> dict[str, Any]:
     "Tensors for a micro-batch of bins: `input_ids`, `labels`, `position_ids` and the backend's `attention_mask`."
@@ -152,7 +153,7 @@ def __call__(self:PackedCollator, batch:Sequence[Any]) -> dict[str, Any]:
     out['attention_mask'] = mask_for(self.attn, p, self.mask_dtype, self.sliding_window, self.layer_types)
     return out
 
-# %% ../nbs/05_attention.ipynb #3d7f655f
+# %% ../nbs/05_attention.ipynb #3306d4fe
 class BinView(torch.utils.data.Dataset):
     "`view[bin]` → the bin's rows: lets a DataLoader fetch whole bins from a batch sampler."
     def __init__(self, dataset:Any, columns:Sequence[str]=('input_ids', 'labels')):
@@ -173,7 +174,7 @@ def packed_dataloader(dataset:Any, # rows with `input_ids` and `labels`
     return torch.utils.data.DataLoader(BinView(dataset), batch_sampler=sampler, collate_fn=collator,
                                        num_workers=num_workers)
 
-# %% ../nbs/05_attention.ipynb #82e379a3
+# %% ../nbs/05_attention.ipynb #0313f0fc
 def causal_lm_loss_sum(model:Any, batch:dict) -> tuple[torch.Tensor, int]:
     "Summed next-token loss over a batch's supervised targets, and how many there are."
     out = model(**{k: v for k, v in batch.items() if k != 'labels'})
@@ -194,7 +195,7 @@ def eval_loss(model:Any, # a causal LM
         n += k
     return tot / max(n, 1)
 
-# %% ../nbs/05_attention.ipynb #ed05fb3c
+# %% ../nbs/05_attention.ipynb #a72dcafa
 def _doc_spans(position_ids:Optional[torch.Tensor], B:int, T:int) -> list[list[tuple[int, int]]]:
     "Per row, the `(start, end)` of each document (a new one wherever the position is 0)."
     if position_ids is None: return [[(0, T)]] * B
@@ -205,12 +206,13 @@ def _doc_spans(position_ids:Optional[torch.Tensor], B:int, T:int) -> list[list[t
         out.append(list(zip(starts, starts[1:] + [T])))
     return out
 
-# %% ../nbs/05_attention.ipynb #f13cd8c3
+# %% ../nbs/05_attention.ipynb #5032fa53
 def _window_mask(L:int, window:int, device) -> torch.Tensor:
     "Causal sliding-window bool mask for one document of `L` tokens."
     i = torch.arange(L, device=device)
     return (i[:, None] >= i[None]) & ((i[:, None] - i[None]) < window)
 
+# %% ../nbs/05_attention.ipynb #069fdad8
 def packed_sdpa_attention(module:torch.nn.Module, query:torch.Tensor, key:torch.Tensor, value:torch.Tensor,
                           attention_mask:Optional[torch.Tensor], dropout:float=0.0, scaling:Optional[float]=None,
                           sliding_window:Optional[int]=None, softcap:Optional[float]=None,
@@ -231,7 +233,7 @@ def packed_sdpa_attention(module:torch.nn.Module, query:torch.Tensor, key:torch.
                 scale=scaling, enable_gqa=gqa)
     return out.transpose(1, 2).contiguous(), None
 
-# %% ../nbs/05_attention.ipynb #bf549b66
+# %% ../nbs/05_attention.ipynb #1e76a8ad
 def _packed_sdpa_mask(*args, attention_mask:Optional[torch.Tensor]=None, **kwargs) -> Optional[torch.Tensor]:
     "No mask for packed rows (documents come from `position_ids`); sdpa's mask when there is padding."
     if attention_mask is None or bool(attention_mask.all()): return None
@@ -245,7 +247,7 @@ def register_packed_sdpa(name:str='packed_sdpa') -> str:
 
 register_packed_sdpa()
 
-# %% ../nbs/05_attention.ipynb #711bb391
+# %% ../nbs/05_attention.ipynb #9323ddbc
 def _model_config(cfg:Any) -> Any:
     "`base_model`'s HF config from local files, or None."
     try: return AutoConfig.from_pretrained(cfg.base_model, local_files_only=True)
@@ -260,7 +262,7 @@ def _check_moe(attn:str, mc:Any):
                         "`attn_implementation: packed_sdpa` (CPU) or flash_attention_2 (GPU), "
                         "or turn the router loss off")
 
-# %% ../nbs/05_attention.ipynb #41abaee1
+# %% ../nbs/05_attention.ipynb #6d2d4aef
 def collate_fn_for(cfg:Any, # an `AxolotlConfig`
                    tokenizer:Any=None, # supplies `pad_token_id` (falls back to eos, then 0)
                    model_config:Any=None, # `model.config`, for sliding-window layouts and MoE router settings
@@ -279,7 +281,7 @@ def collate_fn_for(cfg:Any, # an `AxolotlConfig`
                           mask_dtype=torch.bfloat16 if getattr(cfg, 'bf16', False) is True else torch.float32,
                           **(model_mask_kwargs(mc) if mc is not None else {}))
 
-# %% ../nbs/05_attention.ipynb #35f6bc3d
+# %% ../nbs/05_attention.ipynb #1b4bdf5f
 def sampler_for(cfg:Any, # an `AxolotlConfig`
                 lengths:Sequence[int]|np.ndarray, # token length of every example
                 train:bool=True, # training (shuffled, `micro_batch_size`) or eval (in order, `eval_batch_size`)

@@ -106,6 +106,7 @@ def _checked(lengths, capacity:int, indices=None) -> tuple[np.ndarray, np.ndarra
                          "drop or truncate it before packing")
     return lens, ids
 
+# %% ../nbs/04_packing.ipynb #bbaaadb3
 def _pack_group(lens:np.ndarray, ids:np.ndarray, capacity:int) -> list[list[int]]:
     "One group: the smaller of best-fit decreasing and in-order first-fit, each bin's ids in input order."
     order = np.argsort(-lens, kind='stable')
@@ -118,7 +119,7 @@ def _pack_group(lens:np.ndarray, ids:np.ndarray, capacity:int) -> list[list[int]
     ends = np.cumsum(np.bincount(bin_of, minlength=nb)).tolist()
     return [flat[s:e] for s, e in zip([0] + ends[:-1], ends)]
 
-# %% ../nbs/04_packing.ipynb #c6e95b10
+# %% ../nbs/04_packing.ipynb #f17cdfbe
 def pack(lengths:Sequence[int]|np.ndarray, # token length of each example
          capacity:int, # tokens per bin (`sequence_len`)
          group_size:Optional[int]=100_000, # items packed together; `None` = all at once
@@ -129,7 +130,7 @@ def pack(lengths:Sequence[int]|np.ndarray, # token length of each example
     gs = max(int(group_size or len(lens)), 1)
     return [b for s in range(0, len(lens), gs) for b in _pack_group(lens[s:s + gs], ids[s:s + gs], int(capacity))]
 
-# %% ../nbs/04_packing.ipynb #507b8a87
+# %% ../nbs/04_packing.ipynb #b6ab90b0
 def efficiency(lengths:Sequence[int]|np.ndarray, # token length of each example (indexed by the bins)
                bins:Sequence[Sequence[int]], # bins of indices into `lengths`
                capacity:int, # tokens per bin
@@ -144,7 +145,7 @@ def lower_bound(lengths:Sequence[int]|np.ndarray, capacity:int) -> int:
     "The fewest bins any packing can use: `ceil(Σlen / capacity)`."
     return math.ceil(int(np.asarray(lengths, dtype=np.int64).sum()) / capacity)
 
-# %% ../nbs/04_packing.ipynb #64f94b08
+# %% ../nbs/04_packing.ipynb #69de3e2e
 def instruction_lengths(n:int, # how many examples
                         capacity:int=4096, # clip lengths to this
                         seed:int=0, # RNG seed
@@ -155,7 +156,7 @@ def instruction_lengths(n:int, # how many examples
     rng = np.random.default_rng(seed)
     return np.clip(np.rint(rng.lognormal(np.log(median), sigma, n)), 8, capacity).astype(np.int64)
 
-# %% ../nbs/04_packing.ipynb #f840e85c
+# %% ../nbs/04_packing.ipynb #c6e8e519
 def pack_sequential(lengths:Sequence[int]|np.ndarray, # token length of each example, in training order
                     capacity:int, # tokens per bin
                    ) -> list[list[int]]:
@@ -170,7 +171,7 @@ def pack_sequential(lengths:Sequence[int]|np.ndarray, # token length of each exa
     ends = starts[1:] + [len(lens)]
     return [list(range(s, e)) for s, e in zip(starts, ends) if e > s]
 
-# %% ../nbs/04_packing.ipynb #634b8bf9
+# %% ../nbs/04_packing.ipynb #f20c9fa8
 @dataclass(eq=False)
 class PackPlan:
     "One epoch's bins (every rank's, in training order) over a dataset's lengths."
@@ -189,7 +190,7 @@ class PackPlan:
         n = self.num_bins // per_step if drop_last else math.ceil(self.num_bins / per_step)
         return max(n, 1) if self.num_bins else 0
 
-# %% ../nbs/04_packing.ipynb #4f26879c
+# %% ../nbs/04_packing.ipynb #8e8aada9
 def _shuffled_bins(lens:np.ndarray, capacity:int, seed:int, epoch:int, sequential:bool,
                    group_size:Optional[int]) -> list[list[int]]:
     "The epoch's bins before they are held to epoch 0's count."
@@ -199,7 +200,7 @@ def _shuffled_bins(lens:np.ndarray, capacity:int, seed:int, epoch:int, sequentia
     bins = pack(lens[perm], capacity, group_size=group_size, indices=perm)
     return [bins[i] for i in rng.permutation(len(bins))]
 
-# %% ../nbs/04_packing.ipynb #8ed00e0a
+# %% ../nbs/04_packing.ipynb #edae9a68
 def _split_to(bins:list[list[int]], target:int) -> list[list[int]]:
     "Split the bins holding the most documents until there are `target` bins (or none can be split)."
     bins = list(bins)
@@ -210,7 +211,7 @@ def _split_to(bins:list[list[int]], target:int) -> list[list[int]]:
         bins[i:i] = [b[:len(b) // 2], b[len(b) // 2:]]
     return bins
 
-# %% ../nbs/04_packing.ipynb #217b86ab
+# %% ../nbs/04_packing.ipynb #fb577d08
 def _empty_into(bins:list[list[int]], src:int, load:list[int], lengths:np.ndarray, capacity:int) -> bool:
     "Move every example of `bins[src]` into the fullest other bin it fits (all or nothing)."
     moves, trial = [], list(load)
@@ -225,6 +226,7 @@ def _empty_into(bins:list[list[int]], src:int, load:list[int], lengths:np.ndarra
     load[:] = trial
     return True
 
+# %% ../nbs/04_packing.ipynb #6de87e9f
 def _merge_to(bins:list[list[int]], target:int, lengths:np.ndarray, capacity:int) -> list[list[int]]:
     "Empty the emptiest bins into the free space of the others until there are `target` bins (or nothing fits)."
     bins = [list(b) for b in bins]
@@ -233,7 +235,7 @@ def _merge_to(bins:list[list[int]], target:int, lengths:np.ndarray, capacity:int
         if sum(1 for b in bins if b) <= target or not _empty_into(bins, src, load, lengths, capacity): break
     return [b for b in bins if b]
 
-# %% ../nbs/04_packing.ipynb #ff4584cd
+# %% ../nbs/04_packing.ipynb #b70f4c72
 def _hold_to(bins:list[list[int]], target:int, lengths:np.ndarray, capacity:int, epoch:int) -> list[list[int]]:
     "Exactly `target` bins: split, merge, and as a last resort drop the emptiest (with a warning)."
     if len(bins) < target: bins = _split_to(bins, target)
@@ -245,7 +247,7 @@ def _hold_to(bins:list[list[int]], target:int, lengths:np.ndarray, capacity:int,
         bins = [bins[i] for i in keep]
     return bins
 
-# %% ../nbs/04_packing.ipynb #56dc2383
+# %% ../nbs/04_packing.ipynb #4f79822d
 _PLANS:OrderedDict = OrderedDict()  # the most recent plans, keyed by (lengths digest, settings)
 
 def pack_plan(lengths:Sequence[int]|np.ndarray, # token length of every example
@@ -271,7 +273,7 @@ def pack_plan(lengths:Sequence[int]|np.ndarray, # token length of every example
     while len(_PLANS) > 8: _PLANS.popitem(last=False)
     return _PLANS[key]
 
-# %% ../nbs/04_packing.ipynb #b08ec2a4
+# %% ../nbs/04_packing.ipynb #987340c5
 class MultipackBatchSampler(torch.utils.data.Sampler):
     "Deal each epoch's packed bins (lists of example indices) to distributed ranks as micro-batches."
     def __init__(self,
@@ -295,7 +297,7 @@ class MultipackBatchSampler(torch.utils.data.Sampler):
         "Packing efficiency of an epoch's bins."
         return self.plan(epoch).efficiency()
 
-# %% ../nbs/04_packing.ipynb #e4e35506
+# %% ../nbs/04_packing.ipynb #ca7c4848
 @patch
 def plan(self:MultipackBatchSampler, epoch:Optional[int]=None) -> PackPlan:
     "The shared `PackPlan` of `epoch` (default: the current epoch)."
@@ -317,13 +319,13 @@ def set_epoch(self:MultipackBatchSampler, epoch:int):
     "Select the epoch whose shuffle `__iter__` yields (call it before each epoch, like `DistributedSampler`)."
     self.epoch = int(epoch)
 
-# %% ../nbs/04_packing.ipynb #3db90ebe
+# %% ../nbs/04_packing.ipynb #3cdf61cd
 @patch
 def __len__(self:MultipackBatchSampler) -> int:
     "Micro-batches per rank per epoch (exact; a tiny dataset still gives one)."
     return self.plan(0).steps(self.micro_batch_size, self.num_replicas, self.drop_last)
 
-# %% ../nbs/04_packing.ipynb #da353ea6
+# %% ../nbs/04_packing.ipynb #d32d5f03
 @patch
 def _deal(self:MultipackBatchSampler, chunk:list[list[int]]) -> list[list[int]]:
     "This rank's share of one global step's bins: token-balanced across ranks, in data order."
@@ -338,7 +340,7 @@ def _deal(self:MultipackBatchSampler, chunk:list[list[int]]) -> list[list[int]]:
         load[r] += int(self.lengths[chunk[i]].sum())
     return [chunk[i] for i in sorted(mine[self.rank])]
 
-# %% ../nbs/04_packing.ipynb #1451e887
+# %% ../nbs/04_packing.ipynb #82bdf21d
 @patch
 def __iter__(self:MultipackBatchSampler) -> Iterator[list[list[int]]]:
     "This rank's micro-batches of the current epoch (`set_epoch`): exactly `len(self)` of them."
