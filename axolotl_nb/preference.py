@@ -20,6 +20,7 @@ from transformers import Trainer, TrainingArguments
 from .config import AxolotlConfig, UserError
 from .data import load_datasets
 from .distributed import world_size
+from .loss import causal_lm_logps, loss_impl
 from .models import load_model
 from . import run
 from .run import Method
@@ -119,10 +120,13 @@ def sequence_logps(logits:Tensor, # (B, L, V) model outputs
     lp = tok - torch.logsumexp(logits.float(), dim=-1)
     return (lp * mask).sum(-1), mask.sum(-1)
 
-def concatenated_forward(model, batch:dict) -> dict:
-    "One forward over `[chosen; rejected]` (or `[completions; KL pairs]`); returns the two halves' log-probs and lengths."
-    logits = model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'], use_cache=False).logits
-    logps, n = sequence_logps(logits, batch['labels'])
+def concatenated_forward(model, batch:dict, # `PreferenceCollator` output
+                         chunked:bool=True) -> dict: # from hidden states in chunks (False: full logits)
+    "One forward over `[chosen; rejected]` (or `[completions; KL pairs]`); the two halves' log-probs and lengths."
+    inputs = {k: batch[k] for k in ('input_ids', 'attention_mask', 'labels')}
+    if chunked: logps, n = causal_lm_logps(model, inputs)
+    else: logps, n = sequence_logps(model(**{k: v for k, v in inputs.items() if k != 'labels'}, use_cache=False).logits,
+                                    batch['labels'])
     a, b = logps.chunk(2), n.chunk(2)
     return dict(chosen_logps=a[0], rejected_logps=a[1], chosen_len=b[0], rejected_len=b[1])
 
@@ -194,12 +198,14 @@ class PrefArgs:
     simpo_gamma: float = 0.5 # `simpo_gamma` (γ)
     desirable_weight: float = 1.0 # `kto_desirable_weight` (λ_D)
     undesirable_weight: float = 1.0 # `kto_undesirable_weight` (λ_U)
+    chunked: bool = True # log-probs without the full logits (`chunked_cross_entropy`, default on)
 
     @classmethod
     def from_cfg(cls, cfg:AxolotlConfig) -> PrefArgs:
         "The method's hyper-parameters from a loaded config (unset keys keep the defaults above)."
         kw = dict(rl=cfg.rl, beta=cfg.trl.beta, label_smoothing=cfg.dpo_label_smoothing, orpo_alpha=cfg.orpo_alpha,
-                  simpo_gamma=cfg.simpo_gamma, desirable_weight=cfg.kto_desirable_weight, undesirable_weight=cfg.kto_undesirable_weight)
+                  simpo_gamma=cfg.simpo_gamma, desirable_weight=cfg.kto_desirable_weight,
+                  undesirable_weight=cfg.kto_undesirable_weight, chunked=loss_impl(cfg) != 'hf')
         return cls(**{k: v for k, v in kw.items() if v is not None})
 
 def preference_loss(a:PrefArgs, pol:dict, ref:Optional[dict]=None, label:Optional[Tensor]=None) -> PrefLoss:
@@ -210,7 +216,9 @@ def preference_loss(a:PrefArgs, pol:dict, ref:Optional[dict]=None, label:Optiona
     if a.rl == 'ipo': return ipo_loss(c, r, ref['chosen_logps'], ref['rejected_logps'], lc, lr, a.beta)
     if a.rl == 'orpo': return orpo_loss(c, r, lc, lr, a.orpo_alpha)
     if a.rl == 'simpo': return simpo_loss(c, r, lc, lr, a.beta, a.simpo_gamma, a.label_smoothing)
-    if a.rl == 'kto': return kto_loss(c, ref['chosen_logps'], label, r, ref['rejected_logps'], a.beta, a.desirable_weight, a.undesirable_weight)
+    if a.rl == 'kto':
+        return kto_loss(c, ref['chosen_logps'], label, r, ref['rejected_logps'], a.beta, a.desirable_weight,
+                        a.undesirable_weight)
     raise ValueError(f"unknown preference method {a.rl!r}")
 
 # %% ../nbs/12_preference.ipynb #d12af174
@@ -242,11 +250,11 @@ def reference(self:PreferenceTrainer, model):
 @patch
 def compute_loss(self:PreferenceTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
     "The preference loss of one batch (mean over its examples)."
-    pol = concatenated_forward(model, inputs)
+    pol = concatenated_forward(model, inputs, self.pref.chunked)
     if model.training: self.tokens_seen += int(inputs['attention_mask'].sum())
     ref = None
     if self.pref.rl in NEEDS_REF:
-        with torch.no_grad(), self.reference(model) as rm: ref = concatenated_forward(rm, inputs)
+        with torch.no_grad(), self.reference(model) as rm: ref = concatenated_forward(rm, inputs, self.pref.chunked)
     out = preference_loss(self.pref, pol, ref, inputs.get('label'))
     loss = out.losses.mean()
     self._record(out, pol, inputs.get('label'), loss)
