@@ -229,3 +229,33 @@ def test_unsupervised_batch_training_loss_finite(packed):
         loss.backward()
         assert loss.item() == 0.0, (nib, loss)
         assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_run_packs_each_epoch_once(tmp_path, monkeypatch):
+    "A real 2-epoch packed run (preprocess report, step count, loaders, eval) packs each epoch's lengths exactly once."
+    import json
+    import yaml
+    import axolotl_nb.packing as P
+    from axolotl_nb.models import save_tiny_model
+    from axolotl_nb.rules import load_config
+    from axolotl_nb.run import train
+    save_tiny_model(tmp_path / 'tiny')
+    g = np.random.default_rng(0)
+    for name, n in (('train', 40), ('eval', 8)):
+        rows = [dict(instruction='Repeat: ' + ' '.join(g.choice(['a', 'cat', 'sat', 'on', 'mat'], g.integers(3, 30))),
+                     input='', output='ok') for _ in range(n)]
+        (tmp_path / f'{name}.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    c = dict(base_model=str(tmp_path / 'tiny'), datasets=[dict(path=str(tmp_path / 'train.jsonl'), type='alpaca')],
+             test_datasets=[dict(path=str(tmp_path / 'eval.jsonl'), type='alpaca')], sequence_len=128,
+             sample_packing=True, eval_sample_packing=True, micro_batch_size=1, num_epochs=2, learning_rate=1e-3,
+             dataset_prepared_path=str(tmp_path / 'prep'), output_dir=str(tmp_path / 'out'), use_tensorboard=False,
+             evals_per_epoch=1, seed=3)
+    (tmp_path / 'c.yml').write_text(yaml.safe_dump(c))
+    calls = []
+    real = P._shuffled_bins
+    monkeypatch.setattr(P, '_shuffled_bins', lambda lens, *a: calls.append((len(lens), *a)) or real(lens, *a))
+    P._PLANS.clear()
+    train(load_config(str(tmp_path / 'c.yml')))
+    train_calls = [k for k in calls if not k[4]]  # (n, capacity, seed, epoch, sequential, group_size)
+    assert sorted(k[3] for k in train_calls) == [0, 1], calls  # epoch 0 and epoch 1, once each
+    assert len([k for k in calls if k[4]]) == 1, calls  # the eval set: packed once for every evaluation
