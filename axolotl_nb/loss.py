@@ -313,7 +313,7 @@ def kernel_plan(cfg, cuda:Optional[bool]=None) -> list[str]:
         notes.append("`liger_cross_entropy: true`: superseded — " + chunked.replace('instead ', ''))
     return notes
 
-# %% ../nbs/09_loss.ipynb #1b628699
+# %% ../nbs/09_loss.ipynb #cf008a33
 def apply_kernels(model:nn.Module, cfg) -> list[str]:
     "Patch `model`'s norms/MLP/rope with Liger's when on CUDA with liger-kernel; the names of what was patched."
     kw = {v: True for k, v in LIGER_LAYERS.items() if _on(cfg, k)}
@@ -336,7 +336,7 @@ def _kernel_ce(impl:str, x:Tensor, w:Tensor, labels:Tensor, n, bias:Optional[Ten
                       softcap=o.softcap)
     return _divide(total[0] if isinstance(total, tuple) else total, len(y) if n is None else n)
 
-# %% ../nbs/09_loss.ipynb #32dd9d71
+# %% ../nbs/09_loss.ipynb #3138885a
 def checkpointing_kwargs(cfg) -> Optional[dict]:
     "`gradient_checkpointing_kwargs` for the trainer: the config's own, `use_reentrant: False` by default."
     if not getattr(cfg, 'gradient_checkpointing', False): return None
