@@ -247,6 +247,23 @@ def profile_step(m, b: dict, top: int = 12) -> list[tuple[str, float, int]]:
     return [(e.key, 100 * e.self_cpu_time_total / tot, e.count) for e in ev[:top]]
 
 
+def gemm_peak(n: int = 1024, reps: int = 20) -> float:
+    "fp32 GEMM throughput of this process's torch threads, in FLOP per CPU-second (the MFU denominator)."
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    x @ y
+    c0 = time.process_time()
+    for _ in range(reps): x @ y
+    return 2 * n**3 * reps / (time.process_time() - c0)
+
+
+def matmul_flops_per_token(m, lora: bool) -> float:
+    "Training FLOPs per token in the linear layers (lm head included; attention scores excluded): 6N full, 4N LoRA."
+    base = m.get_base_model() if hasattr(m, 'get_base_model') else m
+    n = sum(mod.weight.numel() for name, mod in base.named_modules()
+            if isinstance(mod, torch.nn.Linear) and 'lora_' not in name)
+    return (4 if lora else 6) * n
+
+
 def ab_main(a):
     "The packed backend alone: block mask vs `packed_sdpa` on the same rows, alternating `a.ab` times."
     rows = examples(a.n, a.seq)
@@ -267,10 +284,11 @@ def ab_main(a):
     step_s = {k: np.median([r[2] for r in v]) / a.steps for k, v in res.items()}
     coll_ms = {k: collate_ms(rows, smp, c, need) for k, c in colls.items()}
     prof = {k: profile_step(build(a.shape, attn, a.lora), batches[k][1]) for k, attn in variants.items()}
-    return res, losses, step_s, coll_ms, prof
+    mfu = (matmul_flops_per_token(build(a.shape, 'sdpa', a.lora), a.lora), gemm_peak())
+    return res, losses, step_s, coll_ms, prof, mfu
 
 
-def ab_report(a, res, losses, step_s, coll_ms, prof) -> str:
+def ab_report(a, res, losses, step_s, coll_ms, prof, mfu) -> str:
     base, ps = list(res)
     med = {k: (np.median([r[0] for r in v]), np.median([r[3] for r in v])) for k, v in res.items()}
     cmd = (
@@ -312,6 +330,10 @@ def ab_report(a, res, losses, step_s, coll_ms, prof) -> str:
         f'{100 * coll_ms[base] / 1e3 / step_s[base]:.2f} % / {100 * coll_ms[ps] / 1e3 / step_s[ps]:.2f} % of a step.',
         '',
     ]
+    fpt, peak = mfu
+    lines += [f'MFU (linear-layer training FLOPs/token {fpt / 1e6:,.0f} M × tokens per CPU-second ÷ this process\'s '
+              f'fp32 GEMM peak, {peak / 1e9:,.0f} GFLOP per CPU-second, measured in the same run): '
+              + ', '.join(f'{k} {100 * fpt * med[k][1] / peak:.0f} %' for k in res) + '.', '']
     for k, top in prof.items():
         lines += [
             f'Top ops of one packed training step (forward + backward + AdamW), {k}, by self CPU time:',
