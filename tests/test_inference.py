@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import yaml
 
-from axolotl_nb.config import load_config
+from axolotl_nb.rules import load_config
 from axolotl_nb.inference import generate, load_for_inference
 from axolotl_nb.models import save_tiny_model
 
@@ -24,8 +24,9 @@ def tiny_cfg(tmp_path:Path, endless:bool=False) -> Path:
     if endless:
         gc = json.loads((d/'generation_config.json').read_text())
         (d/'generation_config.json').write_text(json.dumps(gc | {'eos_token_id': None}))
-    cfg = dict(base_model=str(d), datasets=[dict(path='d.jsonl', type='chat_template')], micro_batch_size=1,
-               output_dir=str(tmp_path/'out'))
+    (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    cfg = dict(base_model=str(d), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
+               micro_batch_size=1, output_dir=str(tmp_path/'out'))
     (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
     return tmp_path/'c.yml'
 
