@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from peft.tuners.lora.layer import Embedding as LoraEmbedding
 from transformers import AutoConfig, PreTrainedModel
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS, Conv1D
@@ -68,15 +68,29 @@ def _new_token_modules(model:PreTrainedModel, mts:list[str]) -> tuple[list[str],
          f"(added to lora_modules_to_save{', kept tied' if tie else ''}) so their embeddings are learned")
     return new, tie
 
-def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`)
+def _init_kwargs(cfg:AxolotlConfig) -> dict:
+    "PEFT's init options: `peft_init_lora_weights` (gaussian, pissa, olora, …) or LoftQ from `peft.loftq_config`."
+    lq = dict(getattr(cfg, 'peft', None) or {}).get('loftq_config')
+    if lq: return dict(init_lora_weights='loftq', loftq_config=LoftQConfig(loftq_bits=dict(lq).get('loftq_bits', 4)))
+    v = getattr(cfg, 'peft_init_lora_weights', None)
+    return {} if v is None else dict(init_lora_weights=v)
+
+def _target_parameters(cfg:AxolotlConfig) -> Optional[list[str]]:
+    "`lora_target_parameters`: raw parameter names (e.g. MoE `mlp.experts.gate_up_proj`) for PEFT's ParamWrapper."
+    tp = getattr(cfg, 'lora_target_parameters', None)
+    return [tp] if isinstance(tp, str) else list(tp) if tp else None
+
+def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`, `peft_init_lora_weights`)
                 model:PreTrainedModel # the model the adapter will wrap
                ) -> LoraConfig:
     "A `peft.LoraConfig` from the config's `lora_*` keys."
     mts = list(cfg.lora_modules_to_save or [])
     new, tie = _new_token_modules(model, mts)
-    kw = dict(ensure_weight_tying=True) if tie else {}
+    kw = (dict(ensure_weight_tying=True) if tie else {}) | _init_kwargs(cfg)
+    tp = _target_parameters(cfg)
+    tm = _target_modules(cfg, model) if not tp or cfg.lora_target_modules or cfg.lora_target_linear else []
     return LoraConfig(r=cfg.lora_r or 8, lora_alpha=cfg.lora_alpha or 16, lora_dropout=cfg.lora_dropout or 0.0,
-                      target_modules=_target_modules(cfg, model), modules_to_save=(mts + new) or None,
+                      target_modules=tm, target_parameters=tp, modules_to_save=(mts + new) or None,
                       use_dora=bool(cfg.peft_use_dora), use_rslora=bool(cfg.peft_use_rslora), bias='none',
                       task_type='CAUSAL_LM', **kw)
 

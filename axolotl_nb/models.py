@@ -24,8 +24,9 @@ from .prompts import CHAT_TEMPLATES, resolve_chat_template
 # %% auto #0
 __all__ = ['log', 'OWNER_FILE', 'SPECIAL_KEYS', 'info', 'capture_info', 'sweep_stale', 'atomic_dir', 'tiny_tokenizer',
            'save_tiny_model', 'cache_root', 'gguf_cache_dir', 'convert_gguf', 'resolve_source', 'resolve_base_model',
-           'apply_chat_template_choice', 'load_tokenizer', 'nf4_reference', 'nf4_roundtrip', 'to_dtype', 'model_dtype',
-           'bnb_config', 'load_model', 'bnb_4bit_params', 'disable_cpu_repack', 'smollm2_gguf']
+           'apply_chat_template_choice', 'tokenizer_kwargs', 'load_tokenizer', 'nf4_reference', 'nf4_roundtrip',
+           'to_dtype', 'model_dtype', 'bnb_config', 'hf_config', 'load_model', 'bnb_4bit_params', 'disable_cpu_repack',
+           'smollm2_gguf']
 
 # %% ../nbs/06_models.ipynb #64c941d4
 log = logging.getLogger('axolotl_nb')
@@ -292,13 +293,26 @@ def _add_tokens(cfg:AxolotlConfig, tok:PreTrainedTokenizerBase) -> None:
         why = 'a new <|pad|> token'
     info(f"tokenizer has no pad token; using {why} {tok.pad_token!r} (set special_tokens.pad_token to choose)")
 
+# %% ../nbs/06_models.ipynb #ab057b8d
+def _opt(cfg:AxolotlConfig, key:str) -> Any:
+    "A config value that may not be in the schema yet (None when absent)."
+    return getattr(cfg, key, None)
+
+def tokenizer_kwargs(cfg:AxolotlConfig) -> dict[str, Any]:
+    "`from_pretrained` options for the tokenizer: `tokenizer_use_fast`, `tokenizer_legacy`, `model_revision`."
+    kw: dict[str, Any] = dict(trust_remote_code=cfg.trust_remote_code)
+    if _opt(cfg, 'tokenizer_use_fast') is not None: kw['use_fast'] = cfg.tokenizer_use_fast
+    if _opt(cfg, 'tokenizer_legacy') is not None: kw['legacy'] = cfg.tokenizer_legacy
+    if _opt(cfg, 'model_revision') and not cfg.tokenizer_config: kw['revision'] = cfg.model_revision
+    return kw
+
 # %% ../nbs/06_models.ipynb #26b6cd90
 def load_tokenizer(cfg:AxolotlConfig) -> PreTrainedTokenizerBase:
     "The run's tokenizer: special tokens, added tokens, pad token and chat template applied."
     if cfg.tokenizer_config: src = resolve_source(cfg, cfg.tokenizer_config, 'tokenizer_config')
     else: src = resolve_base_model(cfg)
     cls = _transformers_class('tokenizer_type', cfg.tokenizer_type, AutoTokenizer)
-    tok = cls.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    tok = cls.from_pretrained(src, **tokenizer_kwargs(cfg))
     n0 = len(tok)
     _add_tokens(cfg, tok)
     tok.axolotl_nb_new_tokens = len(tok) - n0
@@ -351,32 +365,56 @@ def model_dtype(cfg:AxolotlConfig) -> torch.dtype:
 
 # %% ../nbs/06_models.ipynb #be915070
 def bnb_config(cfg:AxolotlConfig) -> Optional[BitsAndBytesConfig]:
-    "The bitsandbytes config for `load_in_4bit` / `load_in_8bit`, or None."
-    if cfg.load_in_8bit and not cfg.load_in_4bit: return BitsAndBytesConfig(load_in_8bit=True)
+    "The bitsandbytes config for `load_in_4bit` / `load_in_8bit` (`bnb_config_kwargs` win), or None."
+    extra = dict(_opt(cfg, 'bnb_config_kwargs') or {})
+    if cfg.load_in_8bit and not cfg.load_in_4bit: return BitsAndBytesConfig(load_in_8bit=True, **extra)
     if not cfg.load_in_4bit: return None
     compute = to_dtype(cfg.bnb_4bit_compute_dtype, 'bnb_4bit_compute_dtype') or model_dtype(cfg)
     storage = to_dtype(cfg.bnb_4bit_quant_storage, 'bnb_4bit_quant_storage') or torch.uint8  # normalized by config
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
-                              bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
-                              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=storage)
+    kw = dict(bnb_4bit_quant_type=cfg.bnb_4bit_quant_type, bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=storage)
+    for k in ('bnb_4bit_compute_dtype', 'bnb_4bit_quant_storage'):
+        if k in extra: extra[k] = to_dtype(extra[k], f'bnb_config_kwargs.{k}')
+    return BitsAndBytesConfig(load_in_4bit=True, **(kw | extra))
 
 # %% ../nbs/06_models.ipynb #e4aec81b
-def _fit_tokenizer(model:PreTrainedModel, tokenizer:PreTrainedTokenizerBase) -> None:
-    "Grow the embeddings to the tokenizer (new rows: mean of the old ones) and adopt its pad token."
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+def _fit_tokenizer(model:PreTrainedModel, tokenizer:PreTrainedTokenizerBase, cfg:AxolotlConfig) -> None:
+    "Grow the embeddings to the tokenizer (to a multiple of 32 if asked; new rows: mean of the old) and adopt its pad."
+    n = len(tokenizer)
+    if _opt(cfg, 'resize_token_embeddings_to_32x'): n = -(-n // 32) * 32
+    if n > model.get_input_embeddings().weight.shape[0]: model.resize_token_embeddings(n, mean_resizing=True)
     model.axolotl_nb_new_tokens = getattr(tokenizer, 'axolotl_nb_new_tokens', 0)
     if tokenizer.pad_token_id is None: return
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
 
+# %% ../nbs/06_models.ipynb #083ba00b
+def _override(c:Any, key:str, v:Any) -> None:
+    "Set one `model_config` override on the HF config; `rope_scaling` merges into `rope_parameters` (transformers 5)."
+    if key == 'rope_scaling' and hasattr(c, 'rope_parameters'):
+        c.rope_parameters = {**(c.rope_parameters or {}), **dict(v)}
+    elif hasattr(c, key): setattr(c, key, v)
+    else: raise UserError(f"model_config.{key}: {type(c).__name__} has no field `{key}` — its fields are "
+                          f"{', '.join(sorted(k for k in c.to_dict() if not k.startswith('_')))}")
+
+def hf_config(cfg:AxolotlConfig) -> Optional[Any]:
+    "The model's HF config with `model_config` overrides merged in; None when neither it nor `base_model_config` is set."
+    over = _opt(cfg, 'model_config_overrides')
+    if not cfg.base_model_config and not over: return None
+    key = 'base_model_config' if cfg.base_model_config else 'base_model'
+    src = resolve_source(cfg, getattr(cfg, key), key)
+    rev = dict(revision=cfg.model_revision) if _opt(cfg, 'model_revision') else {}
+    c = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code, **rev)
+    for k, v in (over or {}).items(): _override(c, k, v)
+    return c
+
+# %% ../nbs/06_models.ipynb #847a23d7
 def _load_kwargs(cfg:AxolotlConfig, quantize:bool, device_map:Any) -> dict[str, Any]:
-    "`from_pretrained` keyword arguments: dtype, attention backend, config override, quantization, placement."
+    "`from_pretrained` keyword arguments: dtype, attention backend, config (overrides), revision, quantization, placement."
     kw: dict[str, Any] = dict(dtype=model_dtype(cfg), attn_implementation=cfg.attn_implementation,
                               trust_remote_code=cfg.trust_remote_code)
-    if cfg.base_model_config:
-        src = resolve_source(cfg, cfg.base_model_config, 'base_model_config')
-        kw['config'] = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    if (c := hf_config(cfg)) is not None: kw['config'] = c
+    if _opt(cfg, 'model_revision'): kw['revision'] = cfg.model_revision
     q = bnb_config(cfg) if quantize else None
     if q is not None:
         kw['quantization_config'] = q
@@ -396,7 +434,7 @@ def load_model(cfg:AxolotlConfig, # the run config
     cls = _transformers_class('model_type', cfg.model_type, AutoModelForCausalLM)
     model = cls.from_pretrained(resolve_base_model(cfg), **kw)
     model.axolotl_nb_new_tokens = 0
-    if tokenizer is not None: _fit_tokenizer(model, tokenizer)
+    if tokenizer is not None: _fit_tokenizer(model, tokenizer, cfg)
     if for_training:
         model.config.use_cache = False
         if cfg.gradient_checkpointing and 'quantization_config' not in kw:  # QLoRA: apply_lora does it (k-bit prep)
