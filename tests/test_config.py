@@ -200,9 +200,9 @@ def test_axolotl_style_examples(path):
 
 def test_not_supported_config_fails_naming_each_feature():
     raw = yaml.safe_load((ROOT/'examples'/'axolotl_inert_keys.yml').read_text())
-    raw |= {'reward_model': True, 'unfrozen_parameters': ['^lm_head'], 'context_parallel_size': 2, 'eot_tokens': ['x']}
+    raw |= {'reward_model': True, 'unfrozen_parameters': ['^lm_head'], 'context_parallel_size': 2, 'qat': {'x': 1}}
     raw['datasets'][0]['path'] = str(ROOT/'examples'/'data'/'alpaca_sample.jsonl')
     ps = problems_of(raw)
-    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'eot_tokens', 'reward_model',
+    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'qat', 'reward_model',
                                                   'unfrozen_parameters'], ps
     assert all('not supported yet' in p for p in ps)
