@@ -16,8 +16,7 @@ import numpy as np
 import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
-from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
-from .rules import load_config
+from .config import AxolotlConfig, hub_reachable, resolve_path
 from .prompts import IGNORE, DataError, get_strategy, label_view, resolve_chat_template
 
 # %% auto #0
@@ -200,7 +199,8 @@ def tokenize_dataset(d:Dataset, strategy, num_proc:Optional[int]=None, fingerpri
 
 # %% ../nbs/03_data.ipynb #fa460c5b
 def _truncate(cols, n:int):
-    ids = [x[:n] for x in cols['input_ids']]; labs = [x[:n] for x in cols['labels']]
+    ids = [x[:n] for x in cols['input_ids']]
+    labs = [x[:n] for x in cols['labels']]
     return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1]*len(x) for x in ids], 'length': [len(x) for x in ids],
             'n_sup': [sum(1 for l in x if l != IGNORE) for x in labs]}
 
@@ -216,7 +216,8 @@ def handle_lengths(d:Dataset, cfg:AxolotlConfig, where:str='dataset') -> tuple[D
         if cfg.excess_length_strategy == 'truncate':
             d = d.map(lambda c: _truncate(c, n), batched=True, load_from_cache_file=False, desc='Truncating',
                       new_fingerprint=(d._fingerprint or '') + f'-trunc{n}')
-            drops['truncated (kept)'] = int((L > n).sum()); L = np.minimum(L, n)
+            drops['truncated (kept)'] = int((L > n).sum())
+            L = np.minimum(L, n)
     sup = np.asarray(d['n_sup'], dtype=np.int64)
     reasons = [('longer than sequence_len', L > n), (f'shorter than min_sample_len ({cfg.min_sample_len})', L < cfg.min_sample_len),
                ('no trainable tokens', sup == 0)]
@@ -233,7 +234,8 @@ _digests: dict = {}
 
 def file_digest(p:Path) -> str:
     "blake2b of a file's contents (memoised per path, size and mtime)."
-    st = p.stat(); k = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    st = p.stat()
+    k = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if k not in _digests:
         h = hashlib.blake2b(digest_size=16)
         with open(p, 'rb') as f:
@@ -273,14 +275,23 @@ def cache_key(cfg:AxolotlConfig, tokenizer) -> str:
 class PreprocessReport:
     "What preprocessing produced: counts, drops by reason, token totals, lengths, packing and step estimates, cache path."
     datasets: list[dict] = field(default_factory=list) # per dataset: name, split, type, rows_in, rows_out, drops
-    n_train: int = 0; n_eval: int = 0
+    n_train: int = 0
+    n_eval: int = 0
     drops: dict = field(default_factory=dict) # dataset-level drops (deduplication, …)
-    total_tokens: int = 0; supervised_tokens: int = 0
+    total_tokens: int = 0
+    supervised_tokens: int = 0
     lengths: dict = field(default_factory=dict) # min / median / p95 / max of train lengths
-    sequence_len: int = 0; sample_packing: bool = False
-    packed_efficiency: Optional[float] = None; unpacked_efficiency: Optional[float] = None; packed_rows: Optional[int] = None
-    steps_packed: Optional[int] = None; steps_unpacked: Optional[int] = None
-    cache_path: str = ''; cache_hit: bool = False; histogram: Optional[str] = None; rl: Optional[str] = None
+    sequence_len: int = 0
+    sample_packing: bool = False
+    packed_efficiency: Optional[float] = None
+    unpacked_efficiency: Optional[float] = None
+    packed_rows: Optional[int] = None
+    steps_packed: Optional[int] = None
+    steps_unpacked: Optional[int] = None
+    cache_path: str = ''
+    cache_hit: bool = False
+    histogram: Optional[str] = None
+    rl: Optional[str] = None
     debug: str = ''
     swept: list = field(default_factory=list) # stale temp folders of interrupted runs removed before building
 
@@ -365,13 +376,18 @@ def rl_lengths(rep:PreprocessReport, d:Dataset, tokenizer, seq_len:int) -> Prepr
 # %% ../nbs/03_data.ipynb #7d52cec0
 def plot_lengths(lengths:np.ndarray, seq_len:int, path:Path) -> Path:
     "Save a token-length histogram with the `sequence_len` limit marked."
-    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib
+    matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.hist(lengths, bins=min(60, max(5, len(set(lengths.tolist())))), color='#4c72b0')
     ax.axvline(seq_len, color='#c44e52', ls='--', label=f'sequence_len {seq_len}')
-    ax.set_xlabel('tokens per example'); ax.set_ylabel('examples'); ax.legend(); fig.tight_layout()
-    fig.savefig(path, dpi=90); plt.close(fig)
+    ax.set_xlabel('tokens per example')
+    ax.set_ylabel('examples')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
     return path
 
 # %% ../nbs/03_data.ipynb #46159d04
@@ -380,8 +396,20 @@ def _dedup(d:Dataset, seen:Optional[set]=None) -> tuple[Dataset, int, set]:
     seen, keep = set() if seen is None else seen, []
     own = set()
     for i, k in enumerate(keys):
-        if k not in seen and k not in own: own.add(k); keep.append(i)
+        if k not in seen and k not in own:
+            own.add(k)
+            keep.append(i)
     return (d if len(keep) == len(d) else d.select(keep)), len(d) - len(keep), own
+
+def _example_line(ds:dict, cfg:AxolotlConfig, msg:str) -> Optional[str]:
+    "`file:line` of the example an error names, for one unsliced JSON/JSONL file (else None)."
+    m = re.match(r'example (\d+):', msg)
+    files = source_files(ds, cfg) if m else None
+    if not files or len(files) != 1 or files[0].suffix not in ('.json', '.jsonl') or '[' in (ds.get('split') or ''): return None
+    try: rows = _json_rows(files[0])
+    except DataError: return None
+    n = int(m.group(1))
+    return f"{files[0]}:{rows[n][0]}" if n < len(rows) else None
 
 def _prepare_one(i:int, ds:dict, cfg:AxolotlConfig, tokenizer, split:str, key:str) -> tuple[Dataset, dict]:
     name = f"{'datasets' if split == 'train' else 'test_datasets'}[{i}]"
@@ -394,7 +422,8 @@ def _prepare_one(i:int, ds:dict, cfg:AxolotlConfig, tokenizer, split:str, key:st
         if cfg.rl is None: d, drops = handle_lengths(d, cfg, where)
     except DataError as e:
         msg = str(e)
-        raise DataError(msg if msg.startswith(str(ds['path'])) or str(resolve_path(cfg, ds['path'])) in msg else f"{where}: {msg}") from None
+        if msg.startswith(str(ds['path'])) or str(resolve_path(cfg, ds['path'])) in msg: raise
+        raise DataError(f"{_example_line(ds, cfg, msg) or where}: {msg}") from None
     return d, {'name': Path(ds['path']).name, 'split': split, 'type': ds.get('type') or ('grpo' if cfg.rl == 'grpo' else 'chat_template'),
                'rows_in': len(raw), 'rows_out': len(d), 'drops': drops}
 

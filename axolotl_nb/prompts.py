@@ -6,19 +6,19 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/prompts.html.md"""
 
 # %% ../nbs/02_prompts.ipynb #9e75fde8
 from __future__ import annotations
-import bisect, json, os, re
+import bisect, json, os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from fastcore.basics import patch
 
 from .config import UserError
 
 # %% auto #0
-__all__ = ['IGNORE', 'CHAT_TEMPLATES', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT',
-           'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'SFT_STRATEGIES', 'DataError',
-           'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans', 'Strategy', 'Alpaca',
+__all__ = ['IGNORE', 'CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'FALLBACK', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT',
+           'ALPACA_PROMPT_NO_INPUT', 'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'SFT_STRATEGIES',
+           'DataError', 'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans', 'Strategy', 'Alpaca',
            'Completion', 'InputOutput', 'ChatTemplate', 'Preference', 'get_strategy']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
@@ -40,13 +40,23 @@ def _need(row:dict, field:str, strategy:str, idx:int, types:tuple=(str,)) -> Any
     return v
 
 # %% ../nbs/02_prompts.ipynb #67bb7712
-CHAT_TEMPLATES = {
-    'chatml': ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-               "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"),
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+                   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")  # the one copy
+CHAT_TEMPLATES = {  # written from each vendor's published chat format; a test below renders each to its exact string
+    'chatml': CHATML_TEMPLATE,
     'llama3': ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
                "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
                "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"),
+    'phi_3': ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ '<|system|>\n' + m['content'] + '<|end|>\n' }}"
+              "{% elif m['role'] == 'user' %}{{ '<|user|>\n' + m['content'] + '<|end|>\n<|assistant|>\n' }}"
+              "{% elif m['role'] == 'assistant' %}{{ m['content'] + '<|end|>\n' }}{% endif %}{% endfor %}"),
+    'gemma': ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+              "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+              "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+              "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] | trim + "
+              "'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"),
 }
+FALLBACK = 'tokenizer_default_fallback_'
 
 def _get(o, k):
     return o.get(k) if isinstance(o, dict) else getattr(o, k, None)
@@ -64,6 +74,8 @@ def resolve_chat_template(cfg_or_ds, tokenizer, cfg=None) -> str:
         if name is None: return CHAT_TEMPLATES['chatml']
         raise DataError("chat_template: the tokenizer has no chat template of its own — set `chat_template: chatml` (or llama3, or jinja)")
     if name in CHAT_TEMPLATES: return CHAT_TEMPLATES[name]
+    if name.startswith(FALLBACK) and name[len(FALLBACK):] in CHAT_TEMPLATES:
+        return getattr(tokenizer, 'chat_template', None) or CHAT_TEMPLATES[name[len(FALLBACK):]]
     if name == 'jinja':
         if not src: raise DataError("chat_template: `jinja` needs `chat_template_jinja` (inline jinja or a path to a .jinja file)")
         if '{' not in src:
@@ -73,7 +85,8 @@ def resolve_chat_template(cfg_or_ds, tokenizer, cfg=None) -> str:
         if '{' not in src and Path(src).expanduser().exists(): return Path(src).expanduser().read_text()
         if '{' not in src: raise DataError(f"chat_template_jinja: {src!r} is neither a jinja template nor an existing .jinja file")
         return src
-    raise DataError(f"chat_template: unknown template `{name}` — use tokenizer_default, chatml, llama3 or jinja")
+    raise DataError(f"chat_template: template `{name}` is not available here — use tokenizer_default, "
+                    f"{', '.join(CHAT_TEMPLATES)}, {FALLBACK}<name> or jinja (with chat_template_jinja)")
 
 # %% ../nbs/02_prompts.ipynb #3fab7aa3
 @lru_cache(maxsize=32)
@@ -103,7 +116,9 @@ def encode_spans(tokenizer, texts:list[str], ranges:list[list[tuple[int, int]]],
     enc = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True, return_attention_mask=False)
     all_ids, all_labels = enc['input_ids'], []
     for ids, offs, rs in zip(all_ids, enc['offset_mapping'], ranges):
-        if train_all: all_labels.append(list(ids)); continue
+        if train_all:
+            all_labels.append(list(ids))
+            continue
         lab = [IGNORE] * len(ids)
         ends = [e for _, e in offs]
         for a, b in rs:
@@ -189,7 +204,7 @@ def _tok(tokenizer, text:str, eos:bool=False, strip_bos:bool=False) -> list[int]
     return ids
 
 @patch
-def encode(self:Alpaca, row:dict, idx:int) -> tuple[list[int], list[int]]:
+def encode(self:Alpaca, row:dict, idx:int) -> tuple[list[int], list[int]]:  # noqa: F811
     "input_ids and labels of one row: prompt and response tokenized separately, as Axolotl does."
     ins, inp, out = self.parts(row, idx)
     p = _tok(self.tokenizer, self.prompt(ins, inp))
@@ -197,7 +212,7 @@ def encode(self:Alpaca, row:dict, idx:int) -> tuple[list[int], list[int]]:
     return p + r, (p if self.train_on_inputs else [IGNORE] * len(p)) + r
 
 @patch
-def batch(self:Alpaca, cols:dict, idxs:list) -> dict:
+def batch(self:Alpaca, cols:dict, idxs:list) -> dict:  # noqa: F811
     enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
     return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
@@ -223,8 +238,10 @@ class InputOutput(Strategy):
                 if not isinstance(s, dict) or not isinstance(s.get('text'), str):
                     raise DataError(f"example {idx}: each item of `segments` must be a mapping with a string `text` (strategy `{self.name}`), got {str(s)[:40]!r}")
                 t = self.tokenizer(s['text'], add_special_tokens=False)['input_ids']
-                ids += t; labs += t if (s.get('label', True) or self.train_on_inputs) else [IGNORE]*len(t)
-            ids_all.append(ids); lab_all.append(labs)
+                ids += t
+                labs += t if (s.get('label', True) or self.train_on_inputs) else [IGNORE]*len(t)
+            ids_all.append(ids)
+            lab_all.append(labs)
         return {'input_ids': ids_all, 'labels': lab_all, 'attention_mask': [[1]*len(x) for x in ids_all], 'length': [len(x) for x in ids_all]}
 
 # %% ../nbs/02_prompts.ipynb #ad540827
@@ -331,11 +348,11 @@ def reasoning(self:ChatTemplate, out:dict) -> dict:
 def messages(self:ChatTemplate, row:dict, idx:int) -> list[dict]:
     "The row's conversation as template messages."
     f = self.fmsg or ('messages' if 'messages' in row or 'conversations' not in row else 'conversations')
-    raw = _need(row, f, self.name, idx, (list, str))
-    if isinstance(raw, str):
+    raw = row.get(f)
+    if isinstance(raw, str):  # a JSON-encoded list of messages
         try: raw = json.loads(raw)
-        except json.JSONDecodeError: raw = None
-        if not isinstance(raw, list): _need({f: 0}, f, self.name, idx, (list,))
+        except json.JSONDecodeError: pass
+    if not isinstance(raw, list): _need({**row, f: raw}, f, self.name, idx, (list,))
     msgs = [self.message(m, f, j, idx) for j, m in enumerate(raw)]
     fs = self.ds.get('field_system') or 'system'
     if (not msgs or msgs[0]['role'] != 'system') and isinstance(row.get(fs), str):
@@ -396,7 +413,7 @@ def trains(self:ChatTemplate, m:dict) -> bool:
 
 # %% ../nbs/02_prompts.ipynb #89a33fba
 @patch
-def encode(self:ChatTemplate, row:dict, idx:int) -> tuple[list[int], list[int]]:
+def encode(self:ChatTemplate, row:dict, idx:int) -> tuple[list[int], list[int]]:  # noqa: F811
     "input_ids and labels of one conversation."
     msgs, tools = self.messages(row, idx), self.tools(row, idx)
     if not msgs: raise DataError(f"example {idx}: the conversation is empty (strategy `{self.name}`)")
@@ -422,7 +439,7 @@ def encode(self:ChatTemplate, row:dict, idx:int) -> tuple[list[int], list[int]]:
 
 # %% ../nbs/02_prompts.ipynb #f647450f
 @patch
-def batch(self:ChatTemplate, cols:dict, idxs:list) -> dict:
+def batch(self:ChatTemplate, cols:dict, idxs:list) -> dict:  # noqa: F811
     enc = [self.encode({k: v[j] for k, v in cols.items() if v[j] is not None}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
     return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
