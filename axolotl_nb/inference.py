@@ -89,6 +89,17 @@ class StopOn(StoppingCriteria):
         hit = any(e.is_set() for e in self.events)
         return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
 
+class _Streamer(TextIteratorStreamer):
+    "A `TextIteratorStreamer` that passes on new text as soon as it decodes, not only at spaces and newlines."
+    def put(self, value):
+        if self.skip_prompt and self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            return
+        self.token_cache.extend(value.reshape(-1).tolist())
+        new = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)[self.print_len:].rstrip('�')
+        self.print_len += len(new)  # a character whose bytes are still arriving (U+FFFD) waits for them
+        if new: self.on_finalized_text(new)
+
 def _generate_into(model, enc:dict, kw:dict, streamer, errors:list):
     "Thread body: run `generate`; on an error, record it and end the stream so the reader is not left waiting."
     try:
@@ -105,7 +116,7 @@ def stream(model, tokenizer, # a causal LM and its tokenizer
            **gen_kw) -> Iterator[str]:
     "Yield the answer so far as tokens arrive; generation ends when `stop` is set or the iterator ends or is closed."
     done, errors = threading.Event(), []
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     crit = StoppingCriteriaList([StopOn(done, *([stop] if stop else []))])
     kw = _gen_kwargs(tokenizer, max_new_tokens, gen_kw) | dict(streamer=streamer, stopping_criteria=crit)
     enc = _encode(tokenizer, [prompt], model.device)
@@ -121,7 +132,7 @@ def stream(model, tokenizer, # a causal LM and its tokenizer
         t.join()
     if errors: raise errors[0]
 
-# %% ../nbs/15_inference.ipynb #0000001f
+# %% ../nbs/15_inference.ipynb #00000020
 def say(model, tokenizer, # a causal LM and its tokenizer
         prompt:Prompt, # one prompt (a string or chat messages)
         max_new_tokens:int=256, # generation budget
@@ -139,7 +150,7 @@ def say(model, tokenizer, # a causal LM and its tokenizer
     print(file=out, flush=True)
     return text.strip()
 
-# %% ../nbs/15_inference.ipynb #00000022
+# %% ../nbs/15_inference.ipynb #00000023
 def exact_match(model, tokenizer, # a causal LM and its tokenizer
                 rows:Iterable[dict], # examples with `messages` (the last one is the reference answer)
                 max_new_tokens:int=24, batch_size:int=16, field_messages:str='messages') -> tuple[float, list[dict]]:
@@ -153,7 +164,7 @@ def exact_match(model, tokenizer, # a causal LM and its tokenizer
             res.append({'prompt': r[field_messages][-2]['content'], 'reference': ref, 'output': o, 'correct': o == ref})
     return (sum(r['correct'] for r in res) / max(len(res), 1)), res
 
-# %% ../nbs/15_inference.ipynb #00000025
+# %% ../nbs/15_inference.ipynb #00000026
 def _ask(inp, out) -> str:
     "One line from the user: `input()` on the real stdin (line editing), else from `inp`; EOFError at its end."
     if inp is None: return input('>>> ')
@@ -164,7 +175,7 @@ def _ask(inp, out) -> str:
 
 _CHAT_HELP = "chat — Ctrl-D or /exit quits, Ctrl-C stops an answer, /reset clears the conversation"
 
-# %% ../nbs/15_inference.ipynb #00000026
+# %% ../nbs/15_inference.ipynb #00000027
 def chat(model, tokenizer, # a causal LM and its tokenizer
          max_new_tokens:int=256, # generation budget per answer
          system:Optional[str]=None, # a system prompt for every turn
@@ -185,7 +196,7 @@ def chat(model, tokenizer, # a causal LM and its tokenizer
         hist.append({'role': 'user', 'content': line})
         hist.append({'role': 'assistant', 'content': say(model, tokenizer, sys_msgs + hist, max_new_tokens, out=out)})
 
-# %% ../nbs/15_inference.ipynb #0000002b
+# %% ../nbs/15_inference.ipynb #0000002c
 def _gradio():
     "The gradio module, or a UserError naming the extra that installs it."
     if importlib.util.find_spec('gradio') is None:
@@ -205,23 +216,32 @@ def chat_messages(message:str, history:list[dict], system:str='') -> list[dict]:
     msgs += [{'role': m['role'], 'content': _text(m['content'])} for m in history]
     return msgs + [{'role': 'user', 'content': message}]
 
-# %% ../nbs/15_inference.ipynb #0000002d
+# %% ../nbs/15_inference.ipynb #0000002e
+def _settings(gr, max_new_tokens:int) -> list:
+    "The settings panel: system prompt, max new tokens, temperature, top-p."
+    return [gr.Textbox(label='System prompt', placeholder='optional'),
+            gr.Slider(1, max(2048, max_new_tokens), value=max_new_tokens, step=1, label='Max new tokens'),
+            gr.Slider(0.0, 2.0, value=0.0, step=0.05, label='Temperature (0 = greedy)'),
+            gr.Slider(0.05, 1.0, value=1.0, step=0.05, label='Top-p')]
+
 def chat_ui(model, tokenizer, # a causal LM and its tokenizer
             max_new_tokens:int=256, # the initial "max new tokens" setting
             title:str='axolotl_nb chat'):
-    "A gradio `ChatInterface`: streamed answers, a stop button, a system prompt and generation settings."
+    "A gradio `ChatInterface`: streamed answers, a stop button that stops the model, a system prompt, settings."
     gr = _gradio()
-    def respond(message, history, system, max_new, temperature, top_p):
+    stops: dict = {}  # browser session -> the stop event of its running answer
+    def respond(message, history, system, max_new, temperature, top_p, request=None):
+        stop = stops[getattr(request, 'session_hash', None)] = threading.Event()
         msgs = chat_messages(message, history, system)
-        yield from stream(model, tokenizer, msgs, int(max_new), **sampling(temperature, top_p))
-    settings = [gr.Textbox(label='System prompt', placeholder='optional'),
-                gr.Slider(1, max(2048, max_new_tokens), value=max_new_tokens, step=1, label='Max new tokens'),
-                gr.Slider(0.0, 2.0, value=0.0, step=0.05, label='Temperature (0 = greedy)'),
-                gr.Slider(0.05, 1.0, value=1.0, step=0.05, label='Top-p')]
-    return gr.ChatInterface(respond, additional_inputs=settings, title=title,
+        yield from stream(model, tokenizer, msgs, int(max_new), stop=stop, **sampling(temperature, top_p))
+    def halt(request=None): stops.get(getattr(request, 'session_hash', None), threading.Event()).set()
+    respond.__annotations__ = halt.__annotations__ = {'request': gr.Request}  # gradio passes the request by type
+    demo = gr.ChatInterface(respond, additional_inputs=_settings(gr, max_new_tokens), title=title,
                             additional_inputs_accordion=gr.Accordion('Generation settings', open=True))
+    with demo: demo.textbox.stop(halt, None, None, queue=False)
+    return demo
 
-# %% ../nbs/15_inference.ipynb #00000032
+# %% ../nbs/15_inference.ipynb #00000035
 def inference(cfg:AxolotlConfig, # the run config
               prompt:Optional[str]=None, # one prompt (streamed answer)
               prompt_file:Optional[str]=None, # a file with one prompt per line
