@@ -17,9 +17,9 @@ from .config import UserError
 
 # %% auto #0
 __all__ = ['IGNORE', 'CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'FALLBACK', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT',
-           'ALPACA_PROMPT_NO_INPUT', 'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'SFT_STRATEGIES',
-           'DataError', 'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans', 'Strategy', 'Alpaca',
-           'Completion', 'InputOutput', 'ChatTemplate', 'Preference', 'get_strategy']
+           'ALPACA_PROMPT_NO_INPUT', 'LEGACY_TYPES', 'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS',
+           'SFT_STRATEGIES', 'DataError', 'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans',
+           'Strategy', 'Alpaca', 'Legacy', 'Completion', 'InputOutput', 'ChatTemplate', 'Preference', 'get_strategy']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
@@ -216,6 +216,35 @@ def batch(self:Alpaca, cols:dict, idxs:list) -> dict:  # noqa: F811
     enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
     return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
+
+# %% ../nbs/02_prompts.ipynb #2ae0eada
+_MC = lambda need: (need('question'), '\n'.join(f'- "{c}"' for c in need('choices', (list,))),
+                    need('solution') if 'solution' in need.row else need('explanation'))
+_TLDR = 'USER: Summarize the following article as a TL;DR.\n{instruction}'
+LEGACY_TYPES = {  # type: (row -> (instruction, input, output), system lines, formats)
+    'jeopardy': (lambda need: (need('question'), need('category'), 'what is ' + need('answer')), ALPACA_SYSTEM, None),
+    'explainchoice': (_MC, ("Choose the answer that best answers the question. Explain your reasoning.\n",) * 2, None),
+    'concisechoice': (_MC, ("Choose the answer that best answers the question. Be concise in your response.\n\n",) * 2,
+                      ('{system}',) + ALPACA_STYLES['chat'][1:]),
+    'summarizetldr': (lambda need: (need('article'), '', need('summary')), ('', ''),
+                      ('{system}', _TLDR + '\n{input}\nASSISTANT:', _TLDR + '\nASSISTANT:')),
+    'gpteacher': (lambda need: (need('instruction'), need.row.get('input') or '', need('response')), ALPACA_SYSTEM, None),
+    'oasst': (lambda need: (need('INSTRUCTION'), '', need('RESPONSE')), ALPACA_SYSTEM, None),
+}
+
+# %% ../nbs/02_prompts.ipynb #3ab01bb5
+class _Need:
+    "`need(field, types)`: a row's field or a `DataError` naming field, strategy and example."
+    def __init__(self, row, name, idx): self.row, self.name, self.idx = row, name, idx
+    def __call__(self, k, types=(str,)): return _need(self.row, k, self.name, self.idx, types)
+
+class Legacy(Alpaca):
+    "`type: jeopardy` / `explainchoice` / … — Axolotl's legacy instruction types (optionally `:<style>`)."
+    def __init__(self, ds, tokenizer, cfg=None, kind:str='jeopardy', style:str='instruct'):
+        fields, system, formats = LEGACY_TYPES[kind]
+        super().__init__(ds, tokenizer, cfg, style=style, system=system, styles={style: formats or ALPACA_STYLES[style]})
+        self.fields, self.name = fields, kind if style == 'instruct' else f'{kind}:{style}'
+    def parts(self, row, idx): return self.fields(_Need(row, self.name, idx))
 
 # %% ../nbs/02_prompts.ipynb #1a135486
 class Completion(Strategy):
@@ -516,5 +545,6 @@ def get_strategy(ds:dict, tokenizer, cfg=None) -> Strategy:
     t = t or 'chat_template'
     base, _, style = t.partition(':')
     if base == 'alpaca' and style: return Alpaca(ds, tokenizer, cfg, style=style)
-    if base not in SFT_STRATEGIES: raise DataError(f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / alpaca:phi)")
+    if base in LEGACY_TYPES: return Legacy(ds, tokenizer, cfg, kind=base, style=style or 'instruct')
+    if base not in SFT_STRATEGIES: raise DataError(f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / alpaca:phi, or {', '.join(LEGACY_TYPES)})")
     return SFT_STRATEGIES[base](ds, tokenizer, cfg)
