@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-from .config import AxolotlConfig, UserError, pkg_path, resolve_path, suggest
+from .config import AxolotlConfig, UserError, pkg_path, resolve_path
+from .keys import suggest
 from .rules import load_config
 from .models import bnb_4bit_params, disable_cpu_repack, info
 

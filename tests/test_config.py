@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest, yaml
 
-from axolotl_nb import config, rules
-from axolotl_nb.config import (CHAT_TEMPLATE_NAMES, SECTIONS, AxolotlConfig, ConfigError, UserError, axolotl_keys,
-                               config_keys, key_class, parse_overrides, suggest)
+from axolotl_nb import keys, prepare
+from axolotl_nb.config import AxolotlConfig, ConfigError, UserError
+from axolotl_nb.keys import CHAT_TEMPLATE_NAMES, SECTIONS, axolotl_keys, config_keys, key_class, suggest
+from axolotl_nb.prepare import parse_overrides
 from axolotl_nb.rules import load_config, problems_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_every_unimplemented_key_at_its_off_value_validates(section):
 
 
 def test_registry_counts_and_plugins():
-    assert config.AXOLOTL['axolotl_version'] == '0.21.0'
+    assert keys.AXOLOTL['axolotl_version'] == '0.21.0'
     assert len(axolotl_keys('top')) > 450 and len(axolotl_keys('datasets')) >= 40 and len(axolotl_keys('trl')) >= 60
     for k in ('liger_rms_norm', 'cut_cross_entropy', 'use_scattermoe', 'kd_alpha', 'lm_eval_tasks'):
         assert k in axolotl_keys('top'), k
@@ -159,7 +160,7 @@ def test_rules_agree_with_axolotl():
 def test_one_fsdp_answer_and_quant_storage(monkeypatch):
     assert not AxolotlConfig(base_model='m', fsdp=False, fsdp_config={'offload_params': True}).uses_fsdp
     assert AxolotlConfig(base_model='m', fsdp_version=2).uses_fsdp
-    monkeypatch.setattr(rules, '_cuda', lambda: True)
+    monkeypatch.setattr(prepare, '_cuda', lambda: True)
     fq = {**BASE, 'adapter': 'qlora', 'load_in_4bit': True, 'fsdp_version': 2}
     got = [load_config({**fq, **p}).bnb_4bit_quant_storage
            for p in ({'bf16': True}, {'bf16': False, 'fp16': True}, {'bf16': False})]
