@@ -9,25 +9,30 @@ from __future__ import annotations
 import argparse, sys
 from typing import Optional
 
-from . import grpo, preference
-from . import run as train  # the SFT run path (axolotl_nb.train was split into trainer + run)
-from .config import UserError, config_keys, dump_yaml, pkg_path, summary
+from . import grpo, preference, reward, run
+from .config import UserError, dump_yaml, pkg_path, summary
+from .keys import config_keys
 from .rules import load_config
 from .run import preprocess
-from .distributed import deepspeed_config, launch
+from .distributed import deepspeed_config, launch, rank
 from .inference import inference
 from .lora import merge_lora
 
 # %% auto #0
-__all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'TOOLS', 'FLAGS', 'config_path', 'cmd_validate', 'cmd_preprocess', 'cmd_train',
-           'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_config_keys', 'parser', 'main']
+__all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'TOOLS', 'FLAGS', 'method', 'config_path', 'cmd_validate', 'cmd_preprocess',
+           'cmd_train', 'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_config_keys', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f7d702af
-TRAIN = {None: train.train, 'dpo': preference.train, 'ipo': preference.train, 'orpo': preference.train,
-         'kto': preference.train, 'simpo': preference.train, 'grpo': grpo.train}
-EVALUATE = {None: train.evaluate, 'dpo': preference.evaluate, 'ipo': preference.evaluate,
+TRAIN = {None: run.train, 'dpo': preference.train, 'ipo': preference.train, 'orpo': preference.train,
+         'kto': preference.train, 'simpo': preference.train, 'grpo': grpo.train, 'reward': reward.train}
+EVALUATE = {None: run.evaluate, 'dpo': preference.evaluate, 'ipo': preference.evaluate,
             'orpo': preference.evaluate, 'kto': preference.evaluate, 'simpo': preference.evaluate,
-            'grpo': grpo.evaluate}
+            'grpo': grpo.evaluate, 'reward': reward.evaluate}
+
+def method(cfg) -> Optional[str]:
+    "The row of `TRAIN`/`EVALUATE` that `cfg` runs."
+    if getattr(cfg, 'reward_model', None) or getattr(cfg, 'process_reward_model', None): return 'reward'
+    return cfg.rl
 
 # %% ../nbs/16_cli.ipynb #ba75557e
 def config_path(arg:str, # a path, or pkg://package/file
@@ -56,14 +61,15 @@ def cmd_preprocess(cfg, args) -> int:
 
 # %% ../nbs/16_cli.ipynb #8a10a054
 def cmd_train(cfg, args) -> int:
-    "Train with the method `rl:` selects."
-    res = TRAIN[cfg.rl](cfg)
-    if res is not None: print(res)
+    "Train with the method the config selects (`rl:`, or a reward model)."
+    res = TRAIN[method(cfg)](cfg)
+    if res is not None and rank() == 0: print(res)  # one summary per job, not one per process
     return 0
 
 def cmd_evaluate(cfg, args) -> int:
     "Evaluate the trained model (or base) on the eval split."
-    print(EVALUATE[cfg.rl](cfg))
+    res = EVALUATE[method(cfg)](cfg)
+    if rank() == 0: print(res)
     return 0
 
 # %% ../nbs/16_cli.ipynb #6969844d
