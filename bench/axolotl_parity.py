@@ -100,6 +100,22 @@ def io_rows(n: int = 12, seed: int = 0) -> list[dict]:
     ]
 
 
+def legacy_rows(kind: str, n: int = 8, seed: int = 0) -> list[dict]:
+    "Rows for Axolotl's legacy instruction types, with their own field names."
+    r = random.Random(seed)
+    t = lambda: _edge(r, _text(r))
+    mk = {'jeopardy': lambda: {'question': t(), 'category': _text(r, 1, 2), 'answer': t()},
+          'explainchoice': lambda: {'question': t(), 'choices': [_text(r, 1, 3) for _ in range(3)], 'explanation': t()},
+          'concisechoice': lambda: {'question': t(), 'choices': [_text(r, 1, 3) for _ in range(3)], 'solution': t()},
+          'summarizetldr': lambda: {'article': t(), 'summary': t()},
+          'gpteacher': lambda: {'instruction': t(), 'input': _text(r) if r.random() < .5 else '', 'response': t()},
+          'oasst': lambda: {'INSTRUCTION': t(), 'RESPONSE': t()}}[kind]
+    return [mk() for _ in range(n)]
+
+
+LEGACY = ('jeopardy', 'explainchoice', 'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')
+
+
 def cases(seed: int = 0) -> list[dict]:
     "Every parity case: name, rows, one dataset entry and top-level options."
     conv, conv_t = conversations(seed=seed), conversations(seed=seed + 1, tools=True)
@@ -153,6 +169,7 @@ def cases(seed: int = 0) -> list[dict]:
             ds={**ct, 'roles': {'user': ['human'], 'assistant': ['bot']}},
         ),
     ]
+    out += [dict(name=f'legacy {k}', rows=legacy_rows(k, seed=seed), ds={'type': k}) for k in LEGACY]
     return out
 
 
