@@ -247,7 +247,7 @@ class SpeedKeys(_Strict):
     bf16: Union[bool, Literal['auto']] = 'auto' # bfloat16 (auto: when the hardware has it)
     fp16: Optional[bool] = None # float16 mixed precision
     tf32: Optional[bool] = None # allow TF32 matmuls on Ampere+
-    gradient_checkpointing: Union[bool, Literal['offload']] = False # recompute activations in backward (`offload`: on CPU)
+    gradient_checkpointing: Union[bool, Literal['offload']] = False # recompute activations in backward (`offload`: CPU)
     gradient_checkpointing_kwargs: Optional[dict[str, Any]] = None # e.g. {use_reentrant: false} (our default)
     activation_offloading: Optional[Union[bool, Literal['legacy']]] = None # keep saved activations in CPU memory
     flash_attention: Optional[bool] = None # legacy flag → attn_implementation flash_attention_2
@@ -395,7 +395,8 @@ def _summary_rows(c:AxolotlConfig) -> list[tuple[str, str]]:
     sched = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs:g} epoch(s)"
     prec = 'bf16' if c.bf16 is True else 'fp16' if c.fp16 else 'fp32'
     dist = 'FSDP' if c.uses_fsdp else f"DeepSpeed ({c.deepspeed})" if c.deepspeed else 'single process'
-    batch = f"{c.micro_batch_size} micro × {c.gradient_accumulation_steps} accum × {_world_size()} proc = {c.batch_size}"
+    accum = c.gradient_accumulation_steps
+    batch = f"{c.micro_batch_size} micro × {accum} accum × {_world_size()} proc = {c.batch_size}"
     return [('method', c.method + (f" (β={c.trl.beta:g})" if c.rl and c.trl.beta is not None else '')),
             ('base model', c._written.get('base_model', c.base_model)), ('adapter', _adapter_row(c)), ('datasets', ds),
             ('sequence_len', f"{c.sequence_len}" + (' packed' if c.sample_packing else '')), ('batch', batch),

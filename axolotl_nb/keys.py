@@ -11,7 +11,8 @@ from importlib import resources
 
 from pydantic import BaseModel
 
-from .config import Adapter, AttnImpl, AxolotlConfig, Optimizer, Problem, RLType, Scheduler, SFTDataset, TRLConfig
+from .config import (
+    Adapter, AttnImpl, AxolotlConfig, Optimizer, Problem, RLType, Scheduler, SFTDataset, TRLConfig)
 
 # %% auto #0
 __all__ = ['AXOLOTL', 'SECTIONS', 'TOGGLES', 'UNSUPPORTED', 'CHAT_TEMPLATE_NAMES', 'LITERAL_KEYS', 'VALUE_TOGGLES',
@@ -170,7 +171,8 @@ VALUE_TOGGLES = {  # (key, value) → what runs instead (class 3)
 AXOLOTL_VALUES = AXOLOTL['values'] | {'attn_implementation': ['xformers', 'sage', 'fp8', '*/*', 'flash_attention_3']}
 
 # %% ../nbs/00a_keys.ipynb #9b0dada8
-LEGACY_KEYS = {'unsloth_cross_entropy_loss', 'unsloth_lora_mlp', 'unsloth_lora_qkv', 'unsloth_lora_o', 'unsloth_rms_norm',
+LEGACY_KEYS = {'unsloth_cross_entropy_loss', 'unsloth_lora_mlp', 'unsloth_lora_qkv', 'unsloth_lora_o',
+               'unsloth_rms_norm',
                'unsloth_rope', 'shifted_sparse_attention', 'sample_packing_eff_est', 'max_packed_sequence_len',
                'special_tokens_mode', 'multipack_real_batches', 'total_num_tokens'}
 TOGGLES['unsloth_*'] = f"PEFT's LoRA layers and the model's own kernels run ({_SAME}, slower)"
@@ -209,7 +211,8 @@ def is_off(key:str, value, section:str='top') -> bool:
     "Whether `value` leaves the Axolotl feature behind `key` switched off (or equals what axolotl_nb does)."
     if value is None or value is False or value in ('', [], {}, 0): return True
     if value == (axolotl_keys(section).get(key) or {}).get('default'): return True
-    if value == 1 and value is not True and re.search(r'(parallel|_shard|_replicate)\w*_(size|degree)$', key): return True
+    degree = re.search(r'(parallel|_shard|_replicate)\w*_(size|degree)$', key)
+    if value == 1 and value is not True and degree: return True
     eq = EQUIVALENT.get(key, []) if section == 'top' else []
     return '*' in eq or value in eq
 
@@ -275,7 +278,8 @@ def config_keys(pattern:str|None=None, # substring or glob (`lora_*`) to filter 
              for k, a in axolotl_keys('fsdp_config').items()]
     if pattern:
         p = pattern.lower()
-        rows = [r for r in rows if (fnmatch.fnmatch(r[0].lower(), p) if any(c in p for c in '*?[') else p in r[0].lower())]
+        glob = any(c in p for c in '*?[')
+        rows = [r for r in rows if (fnmatch.fnmatch(r[0].lower(), p) if glob else p in r[0].lower())]
     if not rows: return f"no config key matches {pattern!r}"
     head = ('key', 'class', 'type', 'default', 'meaning')
     w = [min(max(len(str(r[i])) for r in rows + [head]), cap) for i, cap in enumerate((40, 22, 28, 14))]
@@ -288,7 +292,9 @@ _WHY_UNKNOWN = ("axolotl_nb rejects unknown keys on purpose: Axolotl drops them 
 
 def _unknown(path:str, key:str, valid:typing.Iterable[str]) -> Problem:
     s = suggest(key, valid)
-    if s: return Problem(path, f"`{key}` is not a config key — did you mean `{s}`? ({_WHY_UNKNOWN})", f"rename it to `{s}`")
+    if s:
+        return Problem(path, f"`{key}` is not a config key — did you mean `{s}`? ({_WHY_UNKNOWN})",
+                       f"rename it to `{s}`")
     return Problem(path, f"`{key}` is not a config key ({_WHY_UNKNOWN})",
                    f"remove it; `axolotl-nb config-keys {key.split('_')[0]}` lists the keys")
 
@@ -302,7 +308,8 @@ def _class_problem(path:str, key:str, value) -> Problem|None:
                        f"remove `{key}` (or keep it: this is a warning; `strict: true` makes it an error)", 'warning')
     if cls == 'unsupported':
         what, closest = _match(UNSUPPORTED, key)[1]
-        return Problem(path, f"not supported yet: `{key}` ({what})", f"remove `{key}`; closest in axolotl_nb: {closest}")
+        return Problem(path, f"not supported yet: `{key}` ({what})",
+                       f"remove `{key}`; closest in axolotl_nb: {closest}")
     doc = (axolotl_keys().get(key) or {}).get('doc') or 'an Axolotl option axolotl_nb does not implement'
     return Problem(path, f"not supported yet: `{key}` — {doc.rstrip('.')}", f"remove `{key}` or set it to null")
 
@@ -340,10 +347,12 @@ def value_problem(key:str, v, path:str|None=None) -> Problem|None:
                        f"use `{key}: true`" if key == 'gradient_checkpointing' else f"use `{key}: sdpa`", 'warning')
     if key not in LITERAL_KEYS and key != 'chat_template': return None
     have = ', '.join(map(str, _allowed(key)))
-    if not isinstance(v, str): return Problem(path, f"`{key}` must be text, got {type(v).__name__}", f"use one of {have}")
+    if not isinstance(v, str):
+        return Problem(path, f"`{key}` must be text, got {type(v).__name__}", f"use one of {have}")
     if v in _allowed(key): return None
     if key == 'chat_template' and v.startswith('tokenizer_default_fallback_') and v[27:] in _allowed(key): return None
-    if _axolotl_value(key, v): return Problem(path, f"not supported yet: `{key}: {v}` (an Axolotl value)", f"use one of {have}")
+    if _axolotl_value(key, v):
+        return Problem(path, f"not supported yet: `{key}: {v}` (an Axolotl value)", f"use one of {have}")
     s = suggest(v, _allowed(key))
     return Problem(path, f"unknown {key} `{v}`" + (f" — did you mean `{s}`?" if s else ''), f"use one of {have}")
 
@@ -357,5 +366,6 @@ def check_templates(raw:dict) -> tuple[list[Problem], set[str]]:
     for name in ('datasets', 'test_datasets'):
         for i, e in enumerate(raw.get(name) if isinstance(raw.get(name), list) else []):
             v = e.get('chat_template') if isinstance(e, dict) else None
-            if isinstance(v, str) and (p := value_problem('chat_template', v, f"{name}[{i}].chat_template")): probs.append(p)
+            p = value_problem('chat_template', v, f"{name}[{i}].chat_template") if isinstance(v, str) else None
+            if p: probs.append(p)
     return probs, drop

