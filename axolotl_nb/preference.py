@@ -136,7 +136,8 @@ def _render(tok, prompt, completion) -> tuple[str, str]:
         eos = tok.eos_token or ''
         return prompt, completion if completion.rstrip().endswith(eos) else completion + eos
     msgs = [{'role': 'user', 'content': prompt}] if isinstance(prompt, str) else list(prompt)
-    comp = [{'role': 'assistant', 'content': completion}] if isinstance(completion, str) else [completion] if isinstance(completion, dict) else list(completion)
+    comp = [{'role': 'assistant', 'content': completion}] if isinstance(completion,
+                                                                        str) else [completion] if isinstance(completion, dict) else list(completion)
     p = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     full = tok.apply_chat_template(msgs + comp, tokenize=False)
     if not full.startswith(p): raise UserError("the chat template renders the prompt differently with and without the answer; "
@@ -153,14 +154,16 @@ def _fit(p:list[int], c:list[int], max_len:int, max_prompt:Optional[int], max_co
     if len(p) + len(c) > max_len: p = p[-max(max_len - len(c), max_len // 2):]
     return p, c[:max_len - len(p)]
 
-def tokenize_row(row:dict, tok, max_length:int=2048, max_prompt_length:Optional[int]=None, max_completion_length:Optional[int]=None) -> dict:
+def tokenize_row(row:dict, tok, max_length:int=2048, max_prompt_length:Optional[int]=None,
+                 max_completion_length:Optional[int]=None) -> dict:
     "Token ids for one preference (prompt/chosen/rejected) or KTO (prompt/completion/label) row."
     keys = ('chosen', 'rejected') if 'chosen' in row else ('completion',)
     rendered = [_render(tok, row['prompt'], row[k]) for k in keys]
     comps = [_ids(tok, c, False) for _, c in rendered]
     longest = max(comps, key=len)  # the prompt is shared, so it is truncated for the longest completion
     pi, _ = _fit(_ids(tok, rendered[0][0], True), longest, max_length, max_prompt_length, max_completion_length)
-    out = {'prompt_ids': pi} | {f'{k}_ids': _fit(pi, c, max_length, None, max_completion_length)[1] for k, c in zip(keys, comps)}
+    out = {'prompt_ids': pi} | {f'{k}_ids': _fit(pi, c, max_length, None, max_completion_length)[1] for k,
+                                c in zip(keys, comps)}
     if 'label' in row: out['label'] = bool(row['label'])
     return out
 
@@ -181,9 +184,11 @@ class PreferenceCollator:
         return dict(input_ids=ids, attention_mask=att, labels=lab)
     def __call__(self, rows:list[dict]) -> dict:
         if 'chosen_ids' in rows[0]:
-            return self._pad([(r['prompt_ids'], r['chosen_ids']) for r in rows] + [(r['prompt_ids'], r['rejected_ids']) for r in rows])
+            return self._pad([(r['prompt_ids'], r['chosen_ids']) for r in rows] + [(r['prompt_ids'],
+                                                                                    r['rejected_ids']) for r in rows])
         kl = [(r['prompt_ids'], rows[(i + 1) % len(rows)]['completion_ids']) for i, r in enumerate(rows)]
-        return self._pad([(r['prompt_ids'], r['completion_ids']) for r in rows] + kl) | {'label': torch.tensor([r['label'] for r in rows])}
+        return self._pad([(r['prompt_ids'],
+                           r['completion_ids']) for r in rows] + kl) | {'label': torch.tensor([r['label'] for r in rows])}
 
 # %% ../nbs/12_preference.ipynb #bd29713e
 NEEDS_REF = ('dpo', 'ipo', 'kto') # methods that compare against a reference model (ORPO and SimPO do not)
@@ -313,7 +318,8 @@ def evaluation_loop(self:PreferenceTrainer, *args, **kw):
 def _tokenize_ds(ds, tok, cfg:AxolotlConfig):
     if ds is None or 'prompt_ids' in ds.column_names: return ds
     t = cfg.trl
-    kw = dict(max_length=cfg.sequence_len, max_prompt_length=t.max_prompt_length, max_completion_length=t.max_completion_length)
+    kw = dict(max_length=cfg.sequence_len, max_prompt_length=t.max_prompt_length,
+              max_completion_length=t.max_completion_length)
     need = {'prompt', 'completion', 'label'} if cfg.rl == 'kto' else {'prompt', 'chosen', 'rejected'}
     if missing := need - set(ds.column_names):
         raise UserError(f"rl: {cfg.rl} needs columns {sorted(need)}; missing {sorted(missing)} (the dataset has "
@@ -346,7 +352,8 @@ def build_preference_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval
     "A `PreferenceTrainer` for `cfg`."
     if not cfg.is_preference: raise UserError(f"rl: {cfg.rl} is not a preference method (dpo, ipo, orpo, kto, simpo)")
     spe = None
-    if train_ds is not None: spe = steps_per_epoch(cfg, math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size())))
+    if train_ds is not None: spe = steps_per_epoch(cfg,
+                                                   math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size())))
     args = TrainingArguments(**build_training_args(cfg, steps_per_epoch=spe, **extra))
     return PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, data_collator=PreferenceCollator(tokenizer.pad_token_id),

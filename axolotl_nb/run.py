@@ -142,7 +142,7 @@ def say(msg:str):
 def _last(hist:list[dict], key:str) -> Optional[float]:
     return next((h[key] for h in reversed(hist) if key in h), None)
 
-# %% ../nbs/11_run.ipynb #a8c2824e
+# %% ../nbs/11_run.ipynb #2b026ad6
 def summarize(trainer:Trainer, cfg:AxolotlConfig, method:Method, dest:Path, resumed:Optional[str]) -> TrainSummary:
     "The `TrainSummary` of a finished `trainer`; rank 0 writes the loss curve and `training_summary.json` into `dest`."
     st, hist = trainer.state, trainer.state.log_history
@@ -152,9 +152,10 @@ def summarize(trainer:Trainer, cfg:AxolotlConfig, method:Method, dest:Path, resu
         paths['loss curve'] = str(dest / 'loss_curve.png')
     if 'tensorboard' in report_to(cfg): paths['tensorboard'] = str(Path(cfg.output_dir) / 'runs')
     tokens = getattr(trainer, 'tokens_seen', 0) or int(_last(hist, 'num_tokens') or 0)
-    s = TrainSummary(str(dest), method.name, st.global_step, st.epoch or 0.0, callback(trainer, SummaryCallback).seconds,
-                     tokens, mem, kind, _last(hist, 'loss'), _last(hist, 'eval_loss'), _last(hist, 'eval_perplexity'),
-                     resumed, callback(trainer, LossWatchdog).message, method.metrics(hist), paths)
+    secs = callback(trainer, SummaryCallback).seconds
+    s = TrainSummary(str(dest), method.name, st.global_step, st.epoch or 0.0, secs, tokens, mem, kind,
+                     _last(hist, 'loss'), _last(hist, 'eval_loss'), _last(hist, 'eval_perplexity'), resumed,
+                     callback(trainer, LossWatchdog).message, method.metrics(hist), paths)
     if trainer.is_world_process_zero():
         out = asdict(s) | {'tokens_per_s': s.tokens_per_s}
         (dest / 'training_summary.json').write_text(json.dumps(out, indent=1, default=str))
