@@ -29,6 +29,17 @@ ruff check .  # modules, scripts, tests, bench and the notebooks themselves
 echo "== nbdev-test (skipping flags: slow, cuda)"
 nbdev-test --n-workers 2 --timing
 
+if python -c 'import mkdocs_jupyter, material' 2>/dev/null; then
+  echo "== docs site (scripts/docs.sh → _docs/; checked in a browser by tests/test_site.py)"
+  t=$(date +%s)
+  bash scripts/docs.sh
+  echo "docs site built in $(( $(date +%s) - t )) s"
+elif [ -n "${AXOLOTL_NB_REQUIRE_SITE:-}" ]; then
+  echo "FAIL: the docs extra is not installed (AXOLOTL_NB_EXTRAS must include docs)"; exit 1
+else
+  echo "== docs site skipped (install the docs extra: AXOLOTL_NB_EXTRAS=dev,docs bash scripts/install.sh)"
+fi
+
 echo "== pytest"
 set +e
 python -m pytest -q -m "not cuda" "$@"

@@ -1,0 +1,149 @@
+"""The docs site in a real browser: serve _docs/ on 127.0.0.1, drive headless Chromium through the home page, every
+tutorial and every module page. Build the site first (`bash scripts/docs.sh`; scripts/test.sh does, and sets
+AXOLOTL_NB_REQUIRE_SITE=1 so a missing site fails instead of skipping). Needs `chromium` and `chromium-driver` (apt)."""
+import functools, http.server, json, os, shutil, threading, urllib.error, urllib.parse, urllib.request
+from pathlib import Path
+import pytest, yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS, STAGED = ROOT/'_docs', ROOT/'_site'/'pages'
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
+CHROMEDRIVER = shutil.which('chromedriver')
+
+if not (DOCS/'index.html').exists() and not os.environ.get('AXOLOTL_NB_REQUIRE_SITE'):
+    pytest.skip("no site in _docs/: build it with `bash scripts/docs.sh`", allow_module_level=True)
+if not os.environ.get('AXOLOTL_NB_REQUIRE_SITE'): pytest.importorskip('selenium')
+from selenium import webdriver  # noqa: E402  (after the skip: selenium is optional outside CI)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+def nav_pages() -> list[tuple[str, str]]:
+    "(section, page.html) for every page in the sidebar, in order."
+    nav = yaml.safe_load((ROOT/'_site'/'mkdocs.yml').read_text())['nav']
+    out = []
+    for entry in nav:
+        (sec, v), = entry.items()
+        for item in (v if isinstance(v, list) else [{sec: v}]):
+            (_, page), = item.items()
+            out.append((sec, page.replace('.ipynb', '.html').replace('.md', '.html')))
+    return out
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    missing: list[str] = []
+    def log_message(self, *a): pass
+    def send_error(self, code, *a, **kw):
+        if code == 404: self.missing.append(self.path)
+        super().send_error(code, *a, **kw)
+
+@pytest.fixture(scope='module')
+def site():
+    "Base URL of _docs/ served on localhost; the list of 404ed paths fills as pages load."
+    assert (DOCS/'index.html').exists(), "no site in _docs/: run `bash scripts/docs.sh`"
+    _Handler.missing = []
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_Handler, directory=str(DOCS)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/", _Handler.missing
+    srv.shutdown()
+
+@pytest.fixture(scope='module')
+def browser():
+    assert CHROMIUM and CHROMEDRIVER, "apt-get install -y chromium chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--window-size=1280,1000'):
+        opts.add_argument(a)
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    d = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+def load(browser, url:str) -> list[str]:
+    "Open `url`, wait for it to settle; the JavaScript console errors it logged."
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script('return document.readyState') == 'complete')
+    browser.execute_script('return new Promise(r => setTimeout(r, 300))')
+    return [f"{url}: {e['message']}" for e in browser.get_log('browser') if e['level'] == 'SEVERE']
+
+def code_cells_with_output(page:str) -> list[bool]:
+    "For each code cell of the staged page notebook, whether it has output (what the page must show)."
+    nb = json.loads((STAGED/page.replace('.html', '.ipynb')).read_text())
+    return [bool(c.get('outputs')) for c in nb['cells'] if c['cell_type'] == 'code']
+
+JS_CELLS = """return [...document.querySelectorAll('div.jp-CodeCell[id^="cell-id="]')].map(c => {
+  const outs = [...c.querySelectorAll('.jp-OutputArea-output')];
+  const imgs = [...c.querySelectorAll('.jp-OutputArea-output img')];
+  return {text: outs.map(o => o.innerText.trim()).join(''), n: outs.length,
+          imgs: imgs.map(i => [i.naturalWidth, i.naturalHeight])};
+});"""
+
+def test_site_pages(site, browser):
+    "Every sidebar page loads without a console error; every code cell output of its notebook is rendered."
+    base, _ = site
+    pages = nav_pages()
+    errors, empty = [], []
+    for sec, page in pages:
+        errors += load(browser, base + page)
+        if not page.endswith(('.html',)) or not (STAGED/page.replace('.html', '.ipynb')).exists(): continue
+        want, got = code_cells_with_output(page), browser.execute_script(JS_CELLS)
+        assert len(got) == len(want), f"{page}: {len(got)} code cells rendered, the notebook has {len(want)}"
+        for i, (w, g) in enumerate(zip(want, got)):
+            if w and not (g['text'] or any(wd and ht for wd, ht in g['imgs'])): empty.append(f"{page} code cell {i}")
+            for wd, ht in g['imgs']:
+                if not (wd and ht): empty.append(f"{page} code cell {i}: image of size {wd}x{ht}")
+    assert not errors, '\n'.join(errors)
+    assert not empty, "outputs missing on the page:\n" + '\n'.join(empty)
+    assert {s for s, _ in pages} >= {'Home', 'Tutorials', 'Benchmarks'} and len(pages) >= 15, pages
+
+def test_no_broken_internal_links(site, browser):
+    "Every internal link and image on every page resolves (no 404), including what the browser itself fetched."
+    base, missing = site
+    hrefs = set()
+    for _, page in nav_pages():
+        load(browser, base + page)
+        hrefs |= set(browser.execute_script(
+            "return [...document.querySelectorAll('a[href], img[src]')].map(e => e.href || e.src)"))
+    internal = {urllib.parse.urldefrag(h)[0] for h in hrefs if h.startswith(base)}
+    for url in sorted(internal):
+        try: urllib.request.urlopen(url, timeout=10).close()
+        except urllib.error.HTTPError as e: missing.append(f"{url} ({e.code})")
+    assert not missing, "404 for:\n" + '\n'.join(sorted(set(missing)))
+    assert len(internal) > 20, internal
+
+def page_images(browser, base, page) -> list[tuple[int, int]]:
+    load(browser, base + page)
+    js = ("return [...document.querySelectorAll('.jp-OutputArea-output img')]"
+          ".map(i => [i.naturalWidth, i.naturalHeight])")
+    return browser.execute_script(js)
+
+def test_pictures(site, browser):
+    "The length histogram (data stage) and the loss curve (quickstart tutorial) are on their pages, not empty."
+    base, _ = site
+    hist = page_images(browser, base, 'data.html')
+    assert hist and all(w > 100 and h > 100 for w, h in hist), f"data.html images: {hist}"
+    curve = page_images(browser, base, 'tutorials/quickstart.html')
+    assert curve and all(w > 100 and h > 100 for w, h in curve), f"tutorials/quickstart.html images: {curve}"
+
+def test_search_finds_multipack(site, browser):
+    base, _ = site
+    load(browser, base + 'index.html')
+    box = browser.find_element(By.CSS_SELECTOR, 'input.md-search__input')  # in the header at desktop width
+    WebDriverWait(browser, 10).until(lambda d: box.is_displayed())
+    box.click()
+    box.send_keys('multipack')
+    items = WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '.md-search-result__item') or False)
+    text = ' '.join(i.text.lower() for i in items)
+    assert 'multipack' in text, text[:500]
+
+def test_screenshots(site, browser, tmp_path):
+    "Screenshots of the home page, a module page and a tutorial, saved in this test's temp dir."
+    base, _ = site
+    shots = {}
+    pages = [('home', 'index.html'), ('attention', 'attention.html'), ('quickstart', 'tutorials/quickstart.html')]
+    for name, page in pages:
+        load(browser, base + page)
+        shots[name] = tmp_path/f'{name}.png'
+        assert browser.save_screenshot(str(shots[name]))
+    print('screenshots:', *shots.values())
+    assert all(p.stat().st_size > 10_000 for p in shots.values()), {k: p.stat().st_size for k, p in shots.items()}
