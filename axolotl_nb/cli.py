@@ -16,11 +16,13 @@ from .rules import load_config
 from .run import preprocess
 from .distributed import deepspeed_config, launch, rank
 from .inference import inference
+from .harness import lm_eval
 from .lora import merge_lora
 
 # %% auto #0
 __all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'TOOLS', 'FLAGS', 'method', 'config_path', 'cmd_validate', 'cmd_preprocess',
-           'cmd_train', 'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_config_keys', 'parser', 'main']
+           'cmd_train', 'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_lm_eval', 'cmd_config_keys', 'parser',
+           'main']
 
 # %% ../nbs/16_cli.ipynb #f7d702af
 TRAIN = {None: run.train, 'dpo': preference.train, 'ipo': preference.train, 'orpo': preference.train,
@@ -84,8 +86,15 @@ def cmd_inference(cfg, args) -> int:
               max_new_tokens=args.max_new_tokens)
     return 0
 
+def cmd_lm_eval(cfg, args) -> int:
+    "Run lm-eval (`lm_eval_tasks`, `lm_eval_batch_size`) on the trained model, or the base with --base-only."
+    res = lm_eval(cfg, base_only=args.base_only)
+    print(f"model: {res.pop('model')}")
+    for task, metrics in res.items(): print(task, '  '.join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return 0
+
 COMMANDS = {'validate': cmd_validate, 'preprocess': cmd_preprocess, 'train': cmd_train, 'evaluate': cmd_evaluate,
-            'merge-lora': cmd_merge_lora, 'inference': cmd_inference}
+            'merge-lora': cmd_merge_lora, 'inference': cmd_inference, 'lm-eval': cmd_lm_eval}
 
 # %% ../nbs/16_cli.ipynb #ccf8e4a0
 def cmd_config_keys(args) -> int:
@@ -101,6 +110,7 @@ FLAGS = {
                                    help='show the first N examples token by token')},
     'train': {'--launcher': dict(choices=['python', 'torchrun', 'accelerate'], default='python',
                                  help='process launcher; launcher args go after --')},
+    'lm-eval': {'--base-only': dict(action='store_true', help='evaluate the base model, not the trained one')},
     'inference': {'--prompt': dict(help='a single prompt (otherwise interactive chat)'),
                   '--prompt-file': dict(help='a file with one prompt per line'),
                   '--base-only': dict(action='store_true', help='ignore the adapter and use the base model'),
