@@ -104,6 +104,9 @@ class SFTDataset(DatasetBase):
     message_field_training: Optional[str] = None # per-message boolean column overriding roles_to_train
     roles_to_train: Optional[list[str]] = None # roles whose turns are supervised (default [assistant])
     train_on_eos: Optional[TrainOnEos] = None # which end-of-turn tokens are supervised (default `turn`)
+    step_separator: Optional[str] = None # stepwise_supervised: text between steps (default a newline)
+    train_on_last_step_only: Optional[bool] = None # stepwise_supervised: label only the last step
+    max_completion_length: Optional[PositiveInt] = None # stepwise_supervised / bradley_terry: completion budget
 
 class PreferenceDataset(DatasetBase):
     "A preference (chosen vs rejected) dataset entry for dpo/ipo/orpo/simpo."
@@ -282,6 +285,9 @@ class EvalSaveKeys(_Strict):
     early_stopping_patience: Optional[PositiveInt] = None # evals without improvement before stopping
     loss_watchdog_threshold: Optional[PositiveFloat] = None # stop when loss stays above this
     loss_watchdog_patience: PositiveInt = 3 # steps above threshold before stopping
+    lm_eval_tasks: Optional[Union[list[str], str]] = None # lm-eval tasks run after training (a name or a list)
+    lm_eval_batch_size: Optional[PositiveInt] = None # lm-eval batch size
+    lm_eval_include_path: Optional[str] = None # folder of local lm-eval task YAMLs (relative to the config)
     seed: int = 42 # global seed
     output_dir: str = './outputs' # where checkpoints, adapter and logs go
 
@@ -299,6 +305,7 @@ class TrackingKeys(_Strict):
     mlflow_tracking_uri: Optional[str] = None # MLflow URI (enables MLflow), e.g. file:./mlruns
     mlflow_experiment_name: Optional[str] = None # MLflow experiment
     mlflow_run_name: Optional[str] = None # MLflow run name
+    hf_mlflow_log_artifacts: Optional[bool] = None # also log the final model/adapter files as MLflow artifacts
 
 # %% ../nbs/00_config.ipynb #1cc338af
 class RLKeys(_Strict):
@@ -311,6 +318,10 @@ class RLKeys(_Strict):
     simpo_gamma: Optional[float] = None # SimPO target margin γ
     dpo_label_smoothing: Optional[float] = Field(None, ge=0, lt=0.5) # conservative DPO ε
     trl: TRLConfig = Field(default_factory=TRLConfig) # trainer pass-through options
+    reward_model: bool = False # train a reward model (sequence-classification head, Bradley–Terry loss)
+    process_reward_model: bool = False # train a process reward model (one label per reasoning step)
+    num_labels: Optional[PositiveInt] = None # classification labels (default 1 reward model, 2 process)
+    center_rewards_coefficient: Optional[float] = None # reward model: penalty pulling mean reward to 0
 
 class DistributedKeys(_Strict):
     "FSDP and DeepSpeed."

@@ -95,8 +95,6 @@ TOGGLES.update({
 
 # %% ../nbs/00a_keys.ipynb #352d31cb
 UNSUPPORTED = {  # class 4: pattern → (what the feature is, the closest thing axolotl_nb offers)
-    'reward_model': ("reward-model training (sequence classification head)", "`rl: grpo` with reward functions"),
-    'process_reward_model': ("process reward-model training", "`rl: grpo` with reward functions"),
     'qat': ("quantization-aware training", "QLoRA (`adapter: qlora`, `load_in_4bit: true`)"),
     'context_parallel_size': ("context parallelism (sequence sharded across GPUs)", "FSDP + gradient checkpointing"),
     'sequence_parallel_degree': ("sequence parallelism", "FSDP + gradient checkpointing"),
@@ -153,7 +151,6 @@ UNSUPPORTED.update({
     'float16': ("pure fp16 weights without mixed precision", "`fp16: true` (mixed precision)"),
     'float32': ("forcing fp32 weights", "`bf16: false` (trains in fp32)"),
     'bfloat16': ("pure bf16 weights without mixed precision", "`bf16: true` (mixed precision)"),
-    'num_labels': ("a sequence-classification head", "causal LM training"),
     'reinit_weights': ("training from random weights", "a checkpoint saved from a random init"),
 })
 

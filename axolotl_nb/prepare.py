@@ -212,6 +212,8 @@ def normalize(c:AxolotlConfig) -> list[str]:
         c.trl.beta = c.trl.beta if c.trl.beta is not None else (c.rl_beta if c.rl_beta is not None else 0.1)
         c.rl_beta = c.trl.beta
     if c.rl == 'grpo': c.trl.num_generations = c.trl.num_generations or 8
+    if c.reward_model or c.process_reward_model: c.num_labels = c.num_labels or (1 if c.reward_model else 2)
+    if isinstance(c.lm_eval_tasks, str): c.lm_eval_tasks = [c.lm_eval_tasks]
     if c.uses_fsdp and _world_size() == 1:
         notes.append("info: fsdp is configured but this is a single process; launch with `--launcher torchrun "
                      "--nproc_per_node N` to shard")

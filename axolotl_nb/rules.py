@@ -17,12 +17,12 @@ from .keys import (
 from .prepare import _has_eval, _validate, deep_merge, normalize, parse_overrides, read_yaml
 
 # %% auto #0
-__all__ = ['RULES', 'LORA_KEYS', 'SFT_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'rule', 'check_rules', 'bad',
-           'pkg_models_exist', 'quantized_needs_adapter', 'lora_keys_need_adapter', 'batch_resolvable',
-           'one_of_each_pair', 'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source',
+__all__ = ['RULES', 'LORA_KEYS', 'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'rule',
+           'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter', 'lora_keys_need_adapter',
+           'batch_resolvable', 'one_of_each_pair', 'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source',
            'rl_without_packing', 'method_options_match', 'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch',
-           'datasets_readable', 'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths', 'load_config',
-           'problems_of']
+           'datasets_readable', 'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths',
+           'load_config', 'problems_of']
 
 # %% ../nbs/01_rules.ipynb #37dbcb19
 RULES = []
@@ -214,7 +214,9 @@ def kto_pairs_in_batch(c, given, invalid):
                   "set `micro_batch_size: 2` or more")
 
 # %% ../nbs/01_rules.ipynb #d1502d39
-SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template')
+SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template', 'jeopardy', 'explainchoice',
+             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')  # the last six: prompts.LEGACY_TYPES
+REWARD_TYPES = {'bradley_terry.chat_template': 'reward_model', 'stepwise_supervised': 'process_reward_model'}
 PREF_TYPES = ('chat_template.default', 'chatml.intel', 'chatml.prompt_pairs', 'chatml.argilla', 'llama3.intel',
               'llama3.prompt_pairs', 'llama3.argilla', 'prompt_pairs', 'default')
 
@@ -227,7 +229,19 @@ def _axolotl_type(c, t:str) -> bool:
 
 ALPACA_STYLES = ('instruct', 'chat', 'chatml', 'phi')  # `alpaca:<style>` (prompts.ALPACA_STYLES)
 
+def _reward_type_problem(c, t:str, path:str) -> Problem|None:
+    "A reward model reads its one dataset type; that type needs its flag."
+    flag = 'reward_model' if c.reward_model else 'process_reward_model' if c.process_reward_model else None
+    if flag:
+        want = next(k for k, v in REWARD_TYPES.items() if v == flag)
+        if t == want: return None
+        return bad(path, f"`{flag}: true` reads `type: {want}` rows, not `{t}`", f"use `type: {want}`")
+    if t in REWARD_TYPES:
+        return bad(path, f"`type: {t}` is reward-model data: it needs `{REWARD_TYPES[t]}: true`",
+                   f"set `{REWARD_TYPES[t]}: true`")
+
 def _type_problem(c, t:str, path:str) -> Problem|None:
+    if c.reward_model or c.process_reward_model or t in REWARD_TYPES: return _reward_type_problem(c, t, path)
     if c.rl in ('grpo', 'kto'): return None  # any column layout: the field_* keys say where things are
     if c.rl is None and t.startswith('alpaca:') and t[7:] not in ALPACA_STYLES:
         return bad(path, f"unknown alpaca style `{t[7:]}`", f"use `alpaca` or alpaca:{'|'.join(ALPACA_STYLES)}")
@@ -253,6 +267,17 @@ def datasets_readable(c, given, invalid):
     for name, i, e in _entries(c):
         t = e.get('type')
         if isinstance(t, str) and (p := _type_problem(c, t, f"{name}[{i}].type")): yield p
+
+# %% ../nbs/01_rules.ipynb #613c1e5c
+@rule
+def reward_model_alone(c, given, invalid):
+    "A reward model is its own method: not with `rl:`, and not both kinds."
+    if c.reward_model and c.process_reward_model:
+        yield bad('process_reward_model', "`reward_model` and `process_reward_model` are both on", "keep one")
+    if (c.reward_model or c.process_reward_model) and c.rl:
+        k = 'reward_model' if c.reward_model else 'process_reward_model'
+        yield bad(k, f"`{k}: true` trains a reward model; `rl: {c.rl}` trains a policy",
+                  "remove `rl:` (or the reward flag)")
 
 # %% ../nbs/01_rules.ipynb #36134385
 @rule

@@ -88,13 +88,13 @@ def test_class_toggle_warns_and_strict_makes_it_an_error():
 
 
 def test_class_unsupported_errors_only_when_active():
-    for k, on in [('reward_model', True), ('qat', {'weight_dtype': 'int8'}), ('context_parallel_size', 2),
+    for k, on in [('relora', True), ('qat', {'weight_dtype': 'int8'}), ('context_parallel_size', 2),
                   ('unfrozen_parameters', ['^lm_head']), ('rl', 'ebft'), ('optimizer', 'adamw_torch_8bit')]:
         ps = problems_of({**BASE, k: on})
         assert len(ps) == 1 and ps[0].startswith(f'{k}: not supported yet'), (k, ps)
-    for k, off in [('reward_model', False), ('qat', None), ('context_parallel_size', 1), ('unfrozen_parameters', [])]:
+    for k, off in [('relora', False), ('qat', None), ('context_parallel_size', 1), ('unfrozen_parameters', [])]:
         assert problems_of({**BASE, k: off}) == [], k
-    assert 'closest in axolotl_nb: `rl: grpo`' in problems_of({**BASE, 'reward_model': True})[0]
+    assert 'closest in axolotl_nb: QLoRA' in problems_of({**BASE, 'qat': {'weight_dtype': 'int8'}})[0]
 
 
 def test_class_inert_active_names_the_feature():
@@ -201,9 +201,9 @@ def test_axolotl_style_examples(path):
 
 def test_not_supported_config_fails_naming_each_feature():
     raw = yaml.safe_load((ROOT/'examples'/'axolotl_inert_keys.yml').read_text())
-    raw |= {'reward_model': True, 'unfrozen_parameters': ['^lm_head'], 'context_parallel_size': 2, 'qat': {'x': 1}}
+    raw |= {'relora': True, 'unfrozen_parameters': ['^lm_head'], 'context_parallel_size': 2, 'qat': {'x': 1}}
     raw['datasets'][0]['path'] = str(ROOT/'examples'/'data'/'alpaca_sample.jsonl')
     ps = problems_of(raw)
-    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'qat', 'reward_model',
+    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'qat', 'relora',
                                                   'unfrozen_parameters'], ps
     assert all('not supported yet' in p for p in ps)
