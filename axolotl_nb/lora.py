@@ -80,6 +80,11 @@ def _target_parameters(cfg:AxolotlConfig) -> Optional[list[str]]:
     tp = getattr(cfg, 'lora_target_parameters', None)
     return [tp] if isinstance(tp, str) else list(tp) if tp else None
 
+def _task_type(cfg:AxolotlConfig) -> str:
+    "PEFT's task type: the reward models' scoring heads are trained and saved with the adapter."
+    if getattr(cfg, 'process_reward_model', None): return 'TOKEN_CLS'
+    return 'SEQ_CLS' if getattr(cfg, 'reward_model', None) else 'CAUSAL_LM'
+
 def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`, `peft_init_lora_weights`)
                 model:PreTrainedModel # the model the adapter will wrap
                ) -> LoraConfig:
@@ -92,7 +97,7 @@ def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`, `pe
     return LoraConfig(r=cfg.lora_r or 8, lora_alpha=cfg.lora_alpha or 16, lora_dropout=cfg.lora_dropout or 0.0,
                       target_modules=tm, target_parameters=tp, modules_to_save=(mts + new) or None,
                       use_dora=bool(cfg.peft_use_dora), use_rslora=bool(cfg.peft_use_rslora), bias='none',
-                      task_type='CAUSAL_LM', **kw)
+                      task_type=_task_type(cfg), **kw)
 
 # %% ../nbs/07_lora.ipynb #f2543e18
 def adapter_dir(cfg:AxolotlConfig, # the run config

@@ -15,11 +15,12 @@ import tokenizers
 import torch
 import transformers
 from huggingface_hub import try_to_load_from_cache
-from transformers import (CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig,
-                          PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast)
+from transformers import (CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel,
+                          PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
 from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
-from .prompts import CHAT_TEMPLATES, resolve_chat_template
+from .prompts import CHATML_TEMPLATE, resolve_chat_template
 
 # %% auto #0
 __all__ = ['log', 'OWNER_FILE', 'SPECIAL_KEYS', 'info', 'capture_info', 'sweep_stale', 'atomic_dir', 'tiny_tokenizer',
@@ -153,7 +154,7 @@ def tiny_tokenizer(vocab_size:int=384, # total vocabulary, including the 3 speci
     tk.train_from_iterator((corpus or _TINY_CORPUS) * 4, tr)
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token='<|im_start|>', eos_token='<|im_end|>',
                                   unk_token='<|endoftext|>')
-    tok.chat_template = CHAT_TEMPLATES['chatml']
+    tok.chat_template = CHATML_TEMPLATE
     return tok
 
 # %% ../nbs/06_models.ipynb #3d0f7424
@@ -386,7 +387,7 @@ def _fit_tokenizer(model:PreTrainedModel, tokenizer:PreTrainedTokenizerBase, cfg
     model.axolotl_nb_new_tokens = getattr(tokenizer, 'axolotl_nb_new_tokens', 0)
     if tokenizer.pad_token_id is None: return
     model.config.pad_token_id = tokenizer.pad_token_id
-    if model.generation_config is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, 'generation_config', None) is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 # %% ../nbs/06_models.ipynb #083ba00b
 def _override(c:Any, key:str, v:Any) -> None:
@@ -422,6 +423,14 @@ def _load_kwargs(cfg:AxolotlConfig, quantize:bool, device_map:Any) -> dict[str, 
     if device_map is not None: kw['device_map'] = device_map
     return kw
 
+# %% ../nbs/06_models.ipynb #ff35b7e1
+def _head(cfg:AxolotlConfig) -> tuple[type, Optional[int]]:
+    "The model class (`model_type` wins; reward models get a scoring head) and its `num_labels` (None for an LM)."
+    if _opt(cfg, 'process_reward_model'): default, n = AutoModelForTokenClassification, _opt(cfg, 'num_labels') or 2
+    elif _opt(cfg, 'reward_model'): default, n = AutoModelForSequenceClassification, _opt(cfg, 'num_labels') or 1
+    else: default, n = AutoModelForCausalLM, None
+    return _transformers_class('model_type', cfg.model_type, default), n
+
 # %% ../nbs/06_models.ipynb #7046a691
 def load_model(cfg:AxolotlConfig, # the run config
                tokenizer:Optional[PreTrainedTokenizerBase]=None, # from `load_tokenizer`: embeddings are resized to it
@@ -431,7 +440,8 @@ def load_model(cfg:AxolotlConfig, # the run config
               ) -> PreTrainedModel:
     "Load `cfg.base_model` with the config's dtype, attention backend, quantization and tokenizer size."
     kw = _load_kwargs(cfg, quantize, device_map)
-    cls = _transformers_class('model_type', cfg.model_type, AutoModelForCausalLM)
+    cls, labels = _head(cfg)
+    if labels: kw['num_labels'] = labels
     model = cls.from_pretrained(resolve_base_model(cfg), **kw)
     model.axolotl_nb_new_tokens = 0
     if tokenizer is not None: _fit_tokenizer(model, tokenizer, cfg)

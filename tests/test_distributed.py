@@ -23,6 +23,7 @@ import json, os, sys, warnings
 warnings.filterwarnings('ignore')
 import torch
 from datasets import Dataset
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper  # FSDP2 subclasses it
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
 from axolotl_nb.rules import load_config
 from axolotl_nb.distributed import rank, setup_distributed, training_args_kwargs, world_size
@@ -68,7 +69,7 @@ def train(ph:dict, model_dir:str) -> dict:
                 callbacks=[Kill(ph['kill_at'])] if ph.get('kill_at') else [])
     t.train(resume_from_checkpoint=ph.get('resume'))
     res = dict(losses={l['step']: l['loss'] for l in t.state.log_history if 'loss' in l}, wrapped=type(t.model_wrapped).__name__,
-               checkpointed=sum(type(m).__name__ == 'CheckpointWrapper' for m in t.model_wrapped.modules()), meta_loads=META_LOADS[:])
+               checkpointed=sum(isinstance(m, CheckpointWrapper) for m in t.model_wrapped.modules()), meta_loads=META_LOADS[:])
     if ph.get('eval'): res['eval_loss'] = t.evaluate(Dataset.from_dict(dict(input_ids=ids[:8], labels=ids[:8])))['eval_loss']
     return res
 
