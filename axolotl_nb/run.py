@@ -28,8 +28,8 @@ from .trainer import (DIVERGENCE_FACTOR, LossWatchdog, SummaryCallback, Training
 
 # %% auto #0
 __all__ = ['SFT', 'CONFIG_NAME', 'sft_data', 'no_kwargs', 'no_metrics', 'Method', 'TrainSummary', 'save_final',
-           'load_for_training', 'say', 'summarize', 'final_eval', 'train', 'trained_model_source', 'load_trained',
-           'evaluate', 'preprocess']
+           'load_for_training', 'say', 'summarize', 'final_eval', 'log_mlflow_final', 'train', 'trained_model_source',
+           'load_trained', 'evaluate', 'preprocess']
 
 # %% ../nbs/11_run.ipynb #d540e0fb
 def sft_data(cfg:AxolotlConfig, tokenizer) -> tuple:
@@ -168,6 +168,25 @@ def final_eval(trainer:Trainer):
     if trainer.eval_dataset is None or trainer.args.eval_strategy == 'no': return
     if not any('eval_loss' in h and h.get('step') == step for h in hist): trainer.evaluate()
 
+# %% ../nbs/11_run.ipynb #infer0a2
+def log_mlflow_final(cfg:AxolotlConfig, # the run config (MLflow on)
+                     dest:Path, # where `save_final` wrote the run's files
+                    ):
+    "Add the resolved config (params `cfg.<key>`) and the final files (artifacts) to the MLflow run training used."
+    import mlflow
+    run = mlflow.last_active_run()  # the run HF's MLflowCallback opened (and closed) in this process
+    if run is None: return
+    client, rid = mlflow.MlflowClient(), run.info.run_id
+    params = [mlflow.entities.Param(f'cfg.{k}', str(v)[:6000])
+              for k, v in cfg.model_dump(mode='json', exclude_none=True).items()]
+    for i in range(0, len(params), 100): client.log_batch(rid, params=params[i:i + 100])
+    files = [dest / CONFIG_NAME, dest / 'loss_curve.png', dest / 'training_summary.json']
+    if cfg.hf_mlflow_log_artifacts:
+        files += sorted(f for f in dest.iterdir() if f.is_file() and f.suffix in ('.safetensors', '.json', '.model'))
+    for f in dict.fromkeys(files):
+        if f.exists(): client.log_artifact(rid, str(f))
+
+
 # %% ../nbs/11_run.ipynb #5874f4e1
 def train(cfg:AxolotlConfig, # the run config
           method:Optional[Method]=None, # what differs from SFT (`preference.PREFERENCE`, `grpo.GRPO`)
@@ -190,6 +209,7 @@ def train(cfg:AxolotlConfig, # the run config
     dest = Path(cfg.output_dir) / (f'diverged-step-{wd.step}' if wd.step is not None else '')
     save_final(trainer, cfg, tokenizer, dest)
     s = summarize(trainer, cfg, m, dest, ckpt)
+    if trainer.is_world_process_zero() and 'mlflow' in report_to(cfg): log_mlflow_final(cfg, dest)
     if wd.step is not None:
         raise TrainingDiverged(f"{wd.message}. This run's weights are in {dest}; "
                                f"{cfg.output_dir} keeps the last good output")
