@@ -29,96 +29,144 @@ __all__ = ['EXT', 'BUILDERS', 'UTF8_BOM', 'CACHE_VERSION', 'CACHE_KEYS', 'source
 EXT = {'.json': 'json', '.jsonl': 'json', '.parquet': 'parquet', '.csv': 'csv', '.arrow': 'arrow', '.txt': 'text'}
 BUILDERS = {'json', 'jsonl', 'parquet', 'csv', 'arrow', 'text'}
 
-def _listify(x) -> list: return [] if x is None else [x] if isinstance(x, str) else list(x)
-def _is_saved(p:Path) -> bool: return p.is_dir() and ((p/'dataset_dict.json').exists() or (p/'state.json').exists())
 
-def source_files(ds:dict, cfg:AxolotlConfig) -> Optional[list[Path]]:
+def _listify(x) -> list:
+    return [] if x is None else [x] if isinstance(x, str) else list(x)
+
+
+def _is_saved(p: Path) -> bool:
+    return p.is_dir() and ((p / 'dataset_dict.json').exists() or (p / 'state.json').exists())
+
+
+def source_files(ds: dict, cfg: AxolotlConfig) -> Optional[list[Path]]:
     "The local files behind a dataset entry (sorted), or None when `path` is not local (a Hub name)."
     p = resolve_path(cfg, ds['path'])
     if ds['path'] in BUILDERS and not p.exists():
         fs = [resolve_path(cfg, f) for f in _listify(ds.get('data_files'))]
-    elif p.is_file(): return [p]
+    elif p.is_file():
+        return [p]
     elif p.is_dir():
-        if _is_saved(p): return sorted(f for f in p.rglob('*') if f.is_file())
-        fs = [p/f for f in _listify(ds.get('data_files'))] or sorted(f for f in p.rglob('*') if f.suffix in EXT and not f.name.startswith('.'))
-        if not fs: raise DataError(f"{p}: directory contains no data files ({', '.join(EXT)}) — set `data_files`")
-    else: return None
+        if _is_saved(p):
+            return sorted(f for f in p.rglob('*') if f.is_file())
+        fs = [p / f for f in _listify(ds.get('data_files'))] or sorted(
+            f for f in p.rglob('*') if f.suffix in EXT and not f.name.startswith('.')
+        )
+        if not fs:
+            raise DataError(f"{p}: directory contains no data files ({', '.join(EXT)}) — set `data_files`")
+    else:
+        return None
     missing = [str(f) for f in fs if not f.exists()]
-    if missing: raise DataError(f"data file not found: {', '.join(missing)}")
+    if missing:
+        raise DataError(f"data file not found: {', '.join(missing)}")
     return fs
 
-def _split_spec(split:str) -> tuple[str, str]:
+
+def _split_spec(split: str) -> tuple[str, str]:
     m = re.fullmatch(r'\s*([\w.-]+)\s*(\[.*\])?\s*', split or 'train')
-    if not m: raise DataError(f"split {split!r} is not a split name with an optional slice like `train[:500]`")
+    if not m:
+        raise DataError(f"split {split!r} is not a split name with an optional slice like `train[:500]`")
     return m.group(1), m.group(2) or ''
 
-def _slice(d:Dataset, sl:str) -> Dataset:
-    if not sl: return d
+
+def _slice(d: Dataset, sl: str) -> Dataset:
+    if not sl:
+        return d
     a, _, b = sl[1:-1].partition(':')
     n = len(d)
+
     def pos(s, default):
         s = s.strip()
-        if not s: return default
+        if not s:
+            return default
         v = round(float(s[:-1]) * n / 100) if s.endswith('%') else int(s)
         return max(0, min(n, v + n if v < 0 else v))
+
     return d.select(range(pos(a, 0), pos(b, n)))
 
 # %% ../nbs/03_data.ipynb #daf8e4d1
-def _jtype(v) -> str: return {str: 'string', list: 'list', dict: 'mapping', bool: 'boolean', int: 'number', float: 'number'}.get(type(v), 'null')
+def _jtype(v) -> str:
+    return {str: 'string', list: 'list', dict: 'mapping', bool: 'boolean', int: 'number', float: 'number'}.get(
+        type(v), 'null'
+    )
 
-def _json_rows(path:Path) -> list[tuple[int, Any]]:
+
+def _json_rows(path: Path) -> list[tuple[int, Any]]:
     "(line number, row) for a JSON array or JSONL file; raises `DataError` at the first unparsable line."
     text = Path(path).read_text(encoding='utf-8-sig', errors='replace')
     if text.lstrip().startswith('['):
-        try: return [(i + 1, r) for i, r in enumerate(json.loads(text))]
-        except json.JSONDecodeError as e: raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
+        try:
+            return [(i + 1, r) for i, r in enumerate(json.loads(text))]
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip(): continue
-        try: rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as e: raise DataError(f"{path}:{n}: invalid JSON ({e.msg}, column {e.colno})") from None
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: invalid JSON ({e.msg}, column {e.colno})") from None
     return rows
+
 
 def _temporal(f) -> bool:
     "Whether `datasets` features contain a timestamp/date type (Arrow infers them from ISO-date strings)."
-    if isinstance(f, dict): return any(_temporal(v) for v in f.values())
-    if isinstance(f, (list, tuple)): return any(_temporal(v) for v in f)
-    if hasattr(f, 'feature'): return _temporal(f.feature)
+    if isinstance(f, dict):
+        return any(_temporal(v) for v in f.values())
+    if isinstance(f, (list, tuple)):
+        return any(_temporal(v) for v in f)
+    if hasattr(f, 'feature'):
+        return _temporal(f.feature)
     return str(getattr(f, 'dtype', '')).startswith(('timestamp', 'date', 'time'))
 
-def diagnose_json(path:Path) -> Optional[str]:
+
+def diagnose_json(path: Path) -> Optional[str]:
     "The first problem in a JSON/JSONL file as `file:line: what`, or None when every row parses consistently."
-    try: rows = _json_rows(path)
-    except DataError as e: return str(e)
+    try:
+        rows = _json_rows(path)
+    except DataError as e:
+        return str(e)
     seen = {}
     for n, r in rows:
-        if not isinstance(r, dict): return f"{path}:{n}: each row must be a JSON object, got {_jtype(r)}"
+        if not isinstance(r, dict):
+            return f"{path}:{n}: each row must be a JSON object, got {_jtype(r)}"
         for k, v in r.items():
             t = _jtype(v)
-            if t == 'null': continue
-            if k in seen and seen[k][0] != t: return f"{path}:{n}: field `{k}` is a {t} here but a {seen[k][0]} on line {seen[k][1]} — use one type per field"
+            if t == 'null':
+                continue
+            if k in seen and seen[k][0] != t:
+                return (
+                    f"{path}:{n}: field `{k}` is a {t} here but a {seen[k][0]} on line {seen[k][1]}"
+                    " — use one type per field"
+                )
             seen.setdefault(k, (t, n))
     return None
 
 # %% ../nbs/03_data.ipynb #28601004
 UTF8_BOM = b'\xef\xbb\xbf'
 
-def check_text_file(path:Path, chunk:int=1 << 20) -> bool:
-    "Raise a `DataError` for an empty or non-UTF-8 text file (naming line and byte offset); return whether it has a BOM."
+
+def check_text_file(path: Path, chunk: int = 1 << 20) -> bool:
+    "`DataError` for an empty or non-UTF-8 text file (naming line and byte offset); return whether it has a BOM."
     dec, line, off, blank, bom = codecs.getincrementaldecoder('utf-8')(), 1, 0, True, False
     with open(path, 'rb') as f:
-        while (b := f.read(chunk)):
-            if off == 0 and b.startswith(UTF8_BOM): bom = True
-            try: s = dec.decode(b)
+        while b := f.read(chunk):
+            if off == 0 and b.startswith(UTF8_BOM):
+                bom = True
+            try:
+                s = dec.decode(b)
             except UnicodeDecodeError as e:
                 bad = off + e.start
-                line += b[:e.start].count(b'\n')
-                raise DataError(f"{path}:{line}: byte 0x{b[e.start]:02x} at byte offset {bad} is not UTF-8 — re-save the "
-                                "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)") from None
+                line += b[: e.start].count(b'\n')
+                raise DataError(
+                    f"{path}:{line}: byte 0x{b[e.start]:02x} at byte offset {bad} is not UTF-8 — re-save the "
+                    "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)"
+                ) from None
             line += b.count(b'\n')
             blank = blank and not s.lstrip('\ufeff').strip()
             off += len(b)
-    if blank: raise DataError(f"{path}: empty file (no rows) — point `path` at the data, or remove this dataset entry")
+    if blank:
+        raise DataError(f"{path}: empty file (no rows) — point `path` at the data, or remove this dataset entry")
     return bom
 
 # %% ../nbs/03_data.ipynb #75946441
@@ -133,98 +181,162 @@ def _csv_features(f:Path) -> datasets.Features:
     return datasets.Features({c: datasets.Value('string') for c in header})
 
 # %% ../nbs/03_data.ipynb #248abd23
-def load_files(files:list[Path], builder:str, sl:str='') -> Dataset:
+def load_files(files: list[Path], builder: str, sl: str = '') -> Dataset:
     "The rows of local data files read with one builder; every failure names the file (and line) and the fix."
     boms = [check_text_file(f) for f in files] if builder in ('json', 'csv', 'text') else []
     lg = logging.getLogger('datasets')
     lvl = lg.level
     lg.setLevel(logging.CRITICAL)  # we report load errors ourselves
     try:
-        if builder == 'arrow': return _slice(concatenate_datasets([Dataset.from_file(str(f)) for f in files]), sl)
-        if builder == 'json' and any(boms): return _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
-        kw = {'features': _csv_features(files[0]), 'keep_default_na': False, 'encoding': 'utf-8-sig'} if builder == 'csv' else {}
+        if builder == 'arrow':
+            return _slice(concatenate_datasets([Dataset.from_file(str(f)) for f in files]), sl)
+        if builder == 'json' and any(boms):
+            return _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
+        kw = (
+            {'features': _csv_features(files[0]), 'keep_default_na': False, 'encoding': 'utf-8-sig'}
+            if builder == 'csv'
+            else {}
+        )
         d = load_dataset(builder, data_files=[str(f) for f in files], split='train' + sl, **kw)
-        if builder == 'json' and _temporal(d.features):  # Arrow turned ISO-date strings into timestamps: re-read as text
+        if builder == 'json' and _temporal(
+            d.features
+        ):  # Arrow turned ISO-date strings into timestamps: re-read as text
             d = _slice(Dataset.from_list([r for f in files for _, r in _json_rows(f)]), sl)
         return d
     except Exception as e:
         if builder == 'json':
             for f in files:
-                if (msg := diagnose_json(f)): raise DataError(msg) from None
+                if msg := diagnose_json(f):
+                    raise DataError(msg) from None
         raise DataError(f"could not read {', '.join(map(str, files))} as {builder}: {_cause(e)}") from None
-    finally: lg.setLevel(lvl)
+    finally:
+        lg.setLevel(lvl)
 
 # %% ../nbs/03_data.ipynb #9df11033
-def load_source(ds:dict, cfg:AxolotlConfig) -> Dataset:
+def load_source(ds: dict, cfg: AxolotlConfig) -> Dataset:
     "Load the raw rows of one dataset entry as a `datasets.Dataset`."
     files, (split, sl) = source_files(ds, cfg), _split_spec(ds.get('split', 'train'))
     p = resolve_path(cfg, ds['path'])
     if files is None:
-        offline = any(os.environ.get(v, '0') not in ('0', '', 'false') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
+        offline = any(
+            os.environ.get(v, '0') not in ('0', '', 'false') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE')
+        )
         if not offline and not hub_reachable():
-            raise DataError(f"dataset `{ds['path']}` is not a local file or directory, and the Hugging Face Hub cannot be reached "
-                            "(no network). Download it elsewhere and point `path` at the files, or check the spelling.")
-        try: return load_dataset(ds['path'], ds.get('name'), split=ds.get('split', 'train'), revision=ds.get('revision'),
-                                 data_files=ds.get('data_files'), trust_remote_code=ds.get('trust_remote_code') or None)
+            raise DataError(
+                f"dataset `{ds['path']}` is not a local file or directory, and the Hugging Face Hub cannot be reached "
+                "(no network). Download it elsewhere and point `path` at the files, or check the spelling."
+            )
+        try:
+            return load_dataset(
+                ds['path'],
+                ds.get('name'),
+                split=ds.get('split', 'train'),
+                revision=ds.get('revision'),
+                data_files=ds.get('data_files'),
+                trust_remote_code=ds.get('trust_remote_code') or None,
+            )
         except Exception as e:
-            if offline: raise DataError(f"dataset `{ds['path']}` is not a local file or directory, and it is not in the local Hub cache "
-                                        "(offline mode: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set). Download it elsewhere and point "
-                                        "`path` at the files, or check the spelling.") from None
+            if offline:
+                raise DataError(
+                    f"dataset `{ds['path']}` is not a local file or directory, and it is not in the local Hub cache "
+                    "(offline mode: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set). Download it elsewhere and point "
+                    "`path` at the files, or check the spelling."
+                ) from None
             raise DataError(f"could not load dataset `{ds['path']}` from the Hub: {str(e).splitlines()[0]}") from None
     if _is_saved(p):
         d = load_from_disk(str(p))
         if isinstance(d, DatasetDict):
-            if split not in d: raise DataError(f"{p}: no split `{split}` (has {', '.join(d)})")
+            if split not in d:
+                raise DataError(f"{p}: no split `{split}` (has {', '.join(d)})")
             d = d[split]
         return _slice(d, sl)
     builder = ds.get('ds_type') or (ds['path'] if ds['path'] in BUILDERS else EXT.get(files[0].suffix))
     builder = 'json' if builder == 'jsonl' else builder
-    if builder is None: raise DataError(f"{files[0]}: cannot tell the format from `{files[0].suffix}` — set `ds_type` (json, parquet, csv, arrow, text)")
+    if builder is None:
+        raise DataError(
+            f"{files[0]}: cannot tell the format from `{files[0].suffix}` — set `ds_type` (json, parquet, csv, "
+            "arrow, text)"
+        )
     return load_files(files, builder, sl)
 
 # %% ../nbs/03_data.ipynb #6611ea78
 class _Encode:
     "Picklable map function: strategy batch + supervised-token count."
-    def __init__(self, strategy): self.s = strategy
+
+    def __init__(self, strategy):
+        self.s = strategy
+
     def __call__(self, cols, idxs):
         out = self.s.batch(cols, idxs)
-        if 'labels' in out: out['n_sup'] = [sum(1 for l in x if l != IGNORE) for x in out['labels']]
+        if 'labels' in out:
+            out['n_sup'] = [sum(1 for l in x if l != IGNORE) for x in out['labels']]
         return out
 
-def tokenize_dataset(d:Dataset, strategy, num_proc:Optional[int]=None, fingerprint:Optional[str]=None) -> Dataset:
+
+def tokenize_dataset(
+    d: Dataset, strategy, num_proc: Optional[int] = None, fingerprint: Optional[str] = None
+) -> Dataset:
     "Apply a prompt strategy to every row of `d` (batched; parallel when `num_proc` > 1)."
-    nproc = num_proc if num_proc and num_proc > 1 and len(d) >= 100 * num_proc else None  # tiny sets: not worth the workers
-    return d.map(_Encode(strategy), batched=True, with_indices=True, remove_columns=d.column_names, batch_size=500,
-                 num_proc=nproc, load_from_cache_file=False, new_fingerprint=fingerprint, desc=f"Tokenizing ({strategy.name})")
+    nproc = (
+        num_proc if num_proc and num_proc > 1 and len(d) >= 100 * num_proc else None
+    )  # tiny sets: not worth the workers
+    return d.map(
+        _Encode(strategy),
+        batched=True,
+        with_indices=True,
+        remove_columns=d.column_names,
+        batch_size=500,
+        num_proc=nproc,
+        load_from_cache_file=False,
+        new_fingerprint=fingerprint,
+        desc=f"Tokenizing ({strategy.name})",
+    )
 
 # %% ../nbs/03_data.ipynb #fa460c5b
-def _truncate(cols, n:int):
+def _truncate(cols, n: int):
     ids = [x[:n] for x in cols['input_ids']]
     labs = [x[:n] for x in cols['labels']]
-    return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1]*len(x) for x in ids], 'length': [len(x) for x in ids],
-            'n_sup': [sum(1 for l in x if l != IGNORE) for x in labs]}
+    return {
+        'input_ids': ids,
+        'labels': labs,
+        'attention_mask': [[1] * len(x) for x in ids],
+        'length': [len(x) for x in ids],
+        'n_sup': [sum(1 for l in x if l != IGNORE) for x in labs],
+    }
 
-def handle_lengths(d:Dataset, cfg:AxolotlConfig, where:str='dataset') -> tuple[Dataset, dict[str, int]]:
-    "Apply `excess_length_strategy` and `min_sample_len`; drop rows without supervised tokens; return (dataset, drops by reason)."
+
+def handle_lengths(d: Dataset, cfg: AxolotlConfig, where: str = 'dataset') -> tuple[Dataset, dict[str, int]]:
+    "Apply `excess_length_strategy` and `min_sample_len`; drop rows with no trained tokens; return (dataset, drops)."
     n, L = cfg.sequence_len, np.asarray(d['length'], dtype=np.int64)
     drops = {}
     if len(L) and L.max() > n:
         if cfg.excess_length_strategy == 'raise':
             i = int(np.argmax(L > n))
-            raise DataError(f"{where}: example {i} has {L[i]} tokens, more than sequence_len {n} (excess_length_strategy: raise) — "
-                            "raise `sequence_len`, or set `excess_length_strategy: drop` or `truncate`")
+            raise DataError(
+                f"{where}: example {i} has {L[i]} tokens, more than sequence_len {n} (excess_length_strategy: raise) — "
+                "raise `sequence_len`, or set `excess_length_strategy: drop` or `truncate`"
+            )
         if cfg.excess_length_strategy == 'truncate':
-            d = d.map(lambda c: _truncate(c, n), batched=True, load_from_cache_file=False, desc='Truncating',
-                      new_fingerprint=(d._fingerprint or '') + f'-trunc{n}')
+            d = d.map(
+                lambda c: _truncate(c, n),
+                batched=True,
+                load_from_cache_file=False,
+                desc='Truncating',
+                new_fingerprint=(d._fingerprint or '') + f'-trunc{n}',
+            )
             drops['truncated (kept)'] = int((L > n).sum())
             L = np.minimum(L, n)
     sup = np.asarray(d['n_sup'], dtype=np.int64)
-    reasons = [('longer than sequence_len', L > n), (f'shorter than min_sample_len ({cfg.min_sample_len})', L < cfg.min_sample_len),
-               ('no trainable tokens', sup == 0)]
+    reasons = [
+        ('longer than sequence_len', L > n),
+        (f'shorter than min_sample_len ({cfg.min_sample_len})', L < cfg.min_sample_len),
+        ('no trainable tokens', sup == 0),
+    ]
     keep = np.ones(len(L), bool)
     for name, m in reasons:
         k = int((m & keep).sum())
-        if k: drops[name] = k
+        if k:
+            drops[name] = k
         keep &= ~m
     return (d if keep.all() else d.select(np.flatnonzero(keep))), drops
 
@@ -232,16 +344,19 @@ def handle_lengths(d:Dataset, cfg:AxolotlConfig, where:str='dataset') -> tuple[D
 CACHE_VERSION = 1
 _digests: dict = {}
 
-def file_digest(p:Path) -> str:
+
+def file_digest(p: Path) -> str:
     "blake2b of a file's contents (memoised per path, size and mtime)."
     st = p.stat()
     k = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if k not in _digests:
         h = hashlib.blake2b(digest_size=16)
         with open(p, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                h.update(chunk)
         _digests[k] = h.hexdigest()
     return _digests[k]
+
 
 def tokenizer_fingerprint(tokenizer) -> str:
     "A hash of what makes a tokenizer produce its ids: vocabulary, merges, added and special tokens, template."
@@ -253,34 +368,58 @@ def tokenizer_fingerprint(tokenizer) -> str:
     h.update(str(getattr(tokenizer, 'chat_template', None)).encode())
     return h.hexdigest()[:16]
 
-CACHE_KEYS = ('rl', 'sequence_len', 'train_on_inputs', 'excess_length_strategy', 'min_sample_len', 'val_set_size', 'seed',
-              'shuffle_merged_datasets', 'dataset_exact_deduplication', 'chat_template', 'chat_template_jinja')
 
-def _entry_key(ds:dict, cfg:AxolotlConfig, tokenizer) -> dict:
+CACHE_KEYS = (
+    'rl',
+    'sequence_len',
+    'train_on_inputs',
+    'excess_length_strategy',
+    'min_sample_len',
+    'val_set_size',
+    'seed',
+    'shuffle_merged_datasets',
+    'dataset_exact_deduplication',
+    'chat_template',
+    'chat_template_jinja',
+)
+
+
+def _entry_key(ds: dict, cfg: AxolotlConfig, tokenizer) -> dict:
     files = source_files(ds, cfg)
-    try: tpl = resolve_chat_template(ds, tokenizer, cfg)
-    except DataError: tpl = None
-    return {'entry': {k: ds[k] for k in sorted(ds)}, 'template': tpl,
-            'files': [(f.name, file_digest(f)) for f in files] if files is not None else None}
+    try:
+        tpl = resolve_chat_template(ds, tokenizer, cfg)
+    except DataError:
+        tpl = None
+    return {
+        'entry': {k: ds[k] for k in sorted(ds)},
+        'template': tpl,
+        'files': [(f.name, file_digest(f)) for f in files] if files is not None else None,
+    }
 
-def cache_key(cfg:AxolotlConfig, tokenizer) -> str:
+
+def cache_key(cfg: AxolotlConfig, tokenizer) -> str:
     "The prepared-dataset hash for this config and tokenizer."
-    parts = {'version': CACHE_VERSION, 'tokenizer': tokenizer_fingerprint(tokenizer), **{k: getattr(cfg, k) for k in CACHE_KEYS},
-             'datasets': [_entry_key(d, cfg, tokenizer) for d in cfg.datasets],
-             'test_datasets': [_entry_key(d, cfg, tokenizer) for d in cfg.test_datasets or []]}
+    parts = {
+        'version': CACHE_VERSION,
+        'tokenizer': tokenizer_fingerprint(tokenizer),
+        **{k: getattr(cfg, k) for k in CACHE_KEYS},
+        'datasets': [_entry_key(d, cfg, tokenizer) for d in cfg.datasets],
+        'test_datasets': [_entry_key(d, cfg, tokenizer) for d in cfg.test_datasets or []],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 # %% ../nbs/03_data.ipynb #ceb60f92
 @dataclass
 class PreprocessReport:
-    "What preprocessing produced: counts, drops by reason, token totals, lengths, packing and step estimates, cache path."
-    datasets: list[dict] = field(default_factory=list) # per dataset: name, split, type, rows_in, rows_out, drops
+    "What preprocessing produced: counts, drops by reason, token totals, lengths, packing/step estimates, cache path."
+
+    datasets: list[dict] = field(default_factory=list)  # per dataset: name, split, type, rows_in, rows_out, drops
     n_train: int = 0
     n_eval: int = 0
-    drops: dict = field(default_factory=dict) # dataset-level drops (deduplication, …)
+    drops: dict = field(default_factory=dict)  # dataset-level drops (deduplication, …)
     total_tokens: int = 0
     supervised_tokens: int = 0
-    lengths: dict = field(default_factory=dict) # min / median / p95 / max of train lengths
+    lengths: dict = field(default_factory=dict)  # min / median / p95 / max of train lengths
     sequence_len: int = 0
     sample_packing: bool = False
     packed_efficiency: Optional[float] = None
@@ -293,50 +432,88 @@ class PreprocessReport:
     histogram: Optional[str] = None
     rl: Optional[str] = None
     debug: str = ''
-    swept: list = field(default_factory=list) # stale temp folders of interrupted runs removed before building
+    swept: list = field(default_factory=list)  # stale temp folders of interrupted runs removed before building
 
     def all_drops(self) -> dict:
         "Drops by reason over every dataset."
         out = {}
         for d in self.datasets:
-            for k, v in d['drops'].items(): out[k] = out.get(k, 0) + v
-        for k, v in self.drops.items(): out[k] = out.get(k, 0) + v
+            for k, v in d['drops'].items():
+                out[k] = out.get(k, 0) + v
+        for k, v in self.drops.items():
+            out[k] = out.get(k, 0) + v
         return out
 
     def rows(self) -> list[tuple[str, str]]:
         pct = lambda x: f"{x:.1%}" if x is not None else 'n/a'
         r = [('train / eval rows', f"{self.n_train} / {self.n_eval}")]
         if self.rl is not None and self.lengths:
-            r += [('tokens (prompt + longest answer)', f"{self.total_tokens:,}"),
-                  ('length min / median / p95 / max', ' / '.join(str(self.lengths.get(k, '-')) for k in ('min', 'median', 'p95', 'max'))),
-                  (f'rows over sequence_len {self.sequence_len}', f"{self.lengths.get('over', 0)} (the trainer truncates them)")]
+            r += [
+                ('tokens (prompt + longest answer)', f"{self.total_tokens:,}"),
+                (
+                    'length min / median / p95 / max',
+                    ' / '.join(str(self.lengths.get(k, '-')) for k in ('min', 'median', 'p95', 'max')),
+                ),
+                (
+                    f'rows over sequence_len {self.sequence_len}',
+                    f"{self.lengths.get('over', 0)} (the trainer truncates them)",
+                ),
+            ]
         if self.rl is None:
-            r += [('total tokens', f"{self.total_tokens:,}"),
-                  ('supervised tokens', f"{self.supervised_tokens:,} ({self.supervised_tokens / max(self.total_tokens, 1):.1%})"),
-                  ('length min / median / p95 / max', ' / '.join(str(self.lengths.get(k, '-')) for k in ('min', 'median', 'p95', 'max'))),
-                  (f'packing efficiency @ {self.sequence_len}', f"{pct(self.packed_efficiency)} packed ({self.packed_rows} rows) vs {pct(self.unpacked_efficiency)} padded"),
-                  ('est. optimizer steps / epoch', f"{self.steps_packed} packed vs {self.steps_unpacked} unpacked"
-                                                   f" (sample_packing: {str(self.sample_packing).lower()})")]
-        r += [('drops', ', '.join(f"{k}: {v}" for k, v in self.all_drops().items()) or 'none'),
-              ('cache', f"{self.cache_path} ({'hit' if self.cache_hit else 'written'})")]
-        if self.histogram: r.append(('length histogram', self.histogram))
-        if self.swept: r.append(('stale temp folders removed', ', '.join(self.swept)))
+            r += [
+                ('total tokens', f"{self.total_tokens:,}"),
+                (
+                    'supervised tokens',
+                    f"{self.supervised_tokens:,} ({self.supervised_tokens / max(self.total_tokens, 1):.1%})",
+                ),
+                (
+                    'length min / median / p95 / max',
+                    ' / '.join(str(self.lengths.get(k, '-')) for k in ('min', 'median', 'p95', 'max')),
+                ),
+                (
+                    f'packing efficiency @ {self.sequence_len}',
+                    f"{pct(self.packed_efficiency)} packed ({self.packed_rows} rows) vs "
+                    f"{pct(self.unpacked_efficiency)} padded",
+                ),
+                (
+                    'est. optimizer steps / epoch',
+                    f"{self.steps_packed} packed vs {self.steps_unpacked} unpacked"
+                    f" (sample_packing: {str(self.sample_packing).lower()})",
+                ),
+            ]
+        r += [
+            ('drops', ', '.join(f"{k}: {v}" for k, v in self.all_drops().items()) or 'none'),
+            ('cache', f"{self.cache_path} ({'hit' if self.cache_hit else 'written'})"),
+        ]
+        if self.histogram:
+            r.append(('length histogram', self.histogram))
+        if self.swept:
+            r.append(('stale temp folders removed', ', '.join(self.swept)))
         return r
 
     def __str__(self) -> str:
         w = max(len(d['name']) for d in self.datasets) if self.datasets else 4
-        ds = '\n'.join(f"  {d['name']:<{w}}  {d['split']:<5} {d['type']:<16} {d['rows_in']:>7} in → {d['rows_out']:>7} out"
-                       + (f"  (dropped: {', '.join(f'{k}: {v}' for k, v in d['drops'].items())})" if d['drops'] else '') for d in self.datasets)
+        ds = '\n'.join(
+            f"  {d['name']:<{w}}  {d['split']:<5} {d['type']:<16} {d['rows_in']:>7} in → {d['rows_out']:>7} out"
+            + (f"  (dropped: {', '.join(f'{k}: {v}' for k, v in d['drops'].items())})" if d['drops'] else '')
+            for d in self.datasets
+        )
         k = max(len(a) for a, _ in self.rows())
         out = "Datasets:\n" + ds + "\n" + '\n'.join(f"{a:<{k}}  {b}" for a, b in self.rows())
         return out + (f"\n\n{self.debug}" if self.debug else '')
 
     def _repr_markdown_(self) -> str:
-        ds = '\n'.join(f"| {d['name']} | {d['split']} | {d['type']} | {d['rows_in']} | {d['rows_out']} | "
-                       f"{', '.join(f'{k}: {v}' for k, v in d['drops'].items()) or '—'} |" for d in self.datasets)
+        ds = '\n'.join(
+            f"| {d['name']} | {d['split']} | {d['type']} | {d['rows_in']} | {d['rows_out']} | "
+            f"{', '.join(f'{k}: {v}' for k, v in d['drops'].items()) or '—'} |"
+            for d in self.datasets
+        )
         kv = '\n'.join(f"| {a} | {b} |" for a, b in self.rows())
-        return (f"**Preprocess report**\n\n| dataset | split | type | in | out | dropped |\n|---|---|---|---|---|---|\n{ds}\n\n"
-                f"| | |\n|---|---|\n{kv}" + (f"\n\n```\n{self.debug}\n```" if self.debug else ''))
+        return (
+            "**Preprocess report**\n\n| dataset | split | type | in | out | dropped "
+            f"|\n|---|---|---|---|---|---|\n{ds}\n\n"
+            f"| | |\n|---|---|\n{kv}" + (f"\n\n```\n{self.debug}\n```" if self.debug else '')
+        )
 
 # %% ../nbs/03_data.ipynb #ce953d8a
 def length_stats(lengths:np.ndarray) -> dict:
@@ -365,12 +542,20 @@ def fill_packing(rep:PreprocessReport, packed_rows:int, packed_efficiency:float,
     return rep
 
 # %% ../nbs/03_data.ipynb #a860a265
-def rl_lengths(rep:PreprocessReport, d:Dataset, tokenizer, seq_len:int) -> PreprocessReport:
+def rl_lengths(rep: PreprocessReport, d: Dataset, tokenizer, seq_len: int) -> PreprocessReport:
     "Token lengths of prompt + longest answer for preference / KTO / GRPO rows."
-    enc = lambda col: [len(x) for x in tokenizer(list(d[col]), add_special_tokens=False)['input_ids']] if col in d.column_names else [0] * len(d)
+    enc = lambda col: (
+        [len(x) for x in tokenizer(list(d[col]), add_special_tokens=False)['input_ids']]
+        if col in d.column_names
+        else [0] * len(d)
+    )
     ans = np.max([enc(c) for c in ('chosen', 'rejected', 'completion')], axis=0)
     L = np.asarray(enc('prompt')) + ans
-    rep.lengths, rep.total_tokens, rep.sequence_len = {**length_stats(L), 'over': int((L > seq_len).sum())}, int(L.sum()), seq_len
+    rep.lengths, rep.total_tokens, rep.sequence_len = (
+        {**length_stats(L), 'over': int((L > seq_len).sum())},
+        int(L.sum()),
+        seq_len,
+    )
     return rep
 
 # %% ../nbs/03_data.ipynb #7d52cec0
@@ -391,7 +576,7 @@ def plot_lengths(lengths:np.ndarray, seq_len:int, path:Path) -> Path:
     return path
 
 # %% ../nbs/03_data.ipynb #46159d04
-def _dedup(d:Dataset, seen:Optional[set]=None) -> tuple[Dataset, int, set]:
+def _dedup(d: Dataset, seen: Optional[set] = None) -> tuple[Dataset, int, set]:
     keys = [hash((tuple(a), tuple(b))) for a, b in zip(d['input_ids'], d['labels'])]
     seen, keep = set() if seen is None else seen, []
     own = set()
@@ -401,17 +586,22 @@ def _dedup(d:Dataset, seen:Optional[set]=None) -> tuple[Dataset, int, set]:
             keep.append(i)
     return (d if len(keep) == len(d) else d.select(keep)), len(d) - len(keep), own
 
-def _example_line(ds:dict, cfg:AxolotlConfig, msg:str) -> Optional[str]:
+
+def _example_line(ds: dict, cfg: AxolotlConfig, msg: str) -> Optional[str]:
     "`file:line` of the example an error names, for one unsliced JSON/JSONL file (else None)."
     m = re.match(r'example (\d+):', msg)
     files = source_files(ds, cfg) if m else None
-    if not files or len(files) != 1 or files[0].suffix not in ('.json', '.jsonl') or '[' in (ds.get('split') or ''): return None
-    try: rows = _json_rows(files[0])
-    except DataError: return None
+    if not files or len(files) != 1 or files[0].suffix not in ('.json', '.jsonl') or '[' in (ds.get('split') or ''):
+        return None
+    try:
+        rows = _json_rows(files[0])
+    except DataError:
+        return None
     n = int(m.group(1))
     return f"{files[0]}:{rows[n][0]}" if n < len(rows) else None
 
-def _prepare_one(i:int, ds:dict, cfg:AxolotlConfig, tokenizer, split:str, key:str) -> tuple[Dataset, dict]:
+
+def _prepare_one(i: int, ds: dict, cfg: AxolotlConfig, tokenizer, split: str, key: str) -> tuple[Dataset, dict]:
     name = f"{'datasets' if split == 'train' else 'test_datasets'}[{i}]"
     where = f"{name} ({ds['path']})"
     try:
@@ -419,15 +609,24 @@ def _prepare_one(i:int, ds:dict, cfg:AxolotlConfig, tokenizer, split:str, key:st
         strat = get_strategy(ds, tokenizer, cfg)
         d = tokenize_dataset(raw, strat, cfg.dataset_num_proc, f"{key}-{split}{i}")
         drops = {}
-        if cfg.rl is None: d, drops = handle_lengths(d, cfg, where)
+        if cfg.rl is None:
+            d, drops = handle_lengths(d, cfg, where)
     except DataError as e:
         msg = str(e)
-        if msg.startswith(str(ds['path'])) or str(resolve_path(cfg, ds['path'])) in msg: raise
+        if msg.startswith(str(ds['path'])) or str(resolve_path(cfg, ds['path'])) in msg:
+            raise
         raise DataError(f"{_example_line(ds, cfg, msg) or where}: {msg}") from None
-    return d, {'name': Path(ds['path']).name, 'split': split, 'type': ds.get('type') or ('grpo' if cfg.rl == 'grpo' else 'chat_template'),
-               'rows_in': len(raw), 'rows_out': len(d), 'drops': drops}
+    return d, {
+        'name': Path(ds['path']).name,
+        'split': split,
+        'type': ds.get('type') or ('grpo' if cfg.rl == 'grpo' else 'chat_template'),
+        'rows_in': len(raw),
+        'rows_out': len(d),
+        'drops': drops,
+    }
 
-def build(cfg:AxolotlConfig, tokenizer, key:str='') -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
+
+def build(cfg: AxolotlConfig, tokenizer, key: str = '') -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
     "Load, tokenize, filter, merge, dedup, shuffle and split every dataset (no cache)."
     rep = PreprocessReport(rl=cfg.rl)
     parts = [_prepare_one(i, ds, cfg, tokenizer, 'train', key) for i, ds in enumerate(cfg.datasets)]
@@ -437,39 +636,54 @@ def build(cfg:AxolotlConfig, tokenizer, key:str='') -> tuple[Dataset, Optional[D
     train, ev = cat(parts), (cat(tparts) if tparts else None)
     if cfg.dataset_exact_deduplication and cfg.rl is None:
         train, k, seen = _dedup(train)
-        if k: rep.drops['duplicate'] = k
+        if k:
+            rep.drops['duplicate'] = k
         if ev is not None:
             ev, k2, _ = _dedup(ev, seen)
-            if k2: rep.drops['duplicate (eval)'] = k2
+            if k2:
+                rep.drops['duplicate (eval)'] = k2
     if not len(train):
         drops = ', '.join(f"{k}: {v}" for k, v in rep.all_drops().items()) or 'none'
         raise DataError(f"no training rows are left after filtering (drops — {drops}); check sequence_len and the data")
-    if cfg.shuffle_merged_datasets: train = train.shuffle(seed=cfg.seed)
+    if cfg.shuffle_merged_datasets:
+        train = train.shuffle(seed=cfg.seed)
     if cfg.val_set_size and ev is None:
         n_ev = int(round(cfg.val_set_size * len(train))) if cfg.val_set_size < 1 else int(cfg.val_set_size)
         if not 0 < n_ev < len(train):
-            raise DataError(f"val_set_size: {cfg.val_set_size:g} gives {n_ev} eval rows out of {len(train)} — it must leave at least one row on each side")
+            raise DataError(
+                f"val_set_size: {cfg.val_set_size:g} gives {n_ev} eval rows out of {len(train)} — it must leave at "
+                "least one row on each side"
+            )
         sp = train.train_test_split(test_size=n_ev, shuffle=True, seed=cfg.seed)
         train, ev = sp['train'], sp['test']
     if ev is not None and not len(ev):
-        raise DataError("test_datasets: no eval rows are left after filtering (every row was dropped) — check sequence_len and the eval data")
+        raise DataError(
+            "test_datasets: no eval rows are left after filtering (every row was dropped) — check sequence_len and "
+            "the eval data"
+        )
     if 'n_sup' in train.column_names:
         sup = np.asarray(train['n_sup'], dtype=np.int64)
         rep.supervised_tokens = int(sup.sum())
         train = train.remove_columns('n_sup')
-        if ev is not None: ev = ev.remove_columns('n_sup')
-    if 'length' in train.column_names: rep.total_tokens = int(np.asarray(train['length']).sum())
+        if ev is not None:
+            ev = ev.remove_columns('n_sup')
+    if 'length' in train.column_names:
+        rep.total_tokens = int(np.asarray(train['length']).sum())
     rep.n_train, rep.n_eval = len(train), len(ev) if ev is not None else 0
     return train, ev, rep
 
 # %% ../nbs/03_data.ipynb #9a69b623
-def _pid_alive(pid:int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
-def sweep_stale(parent:Path, key:str) -> list[str]:
+
+def sweep_stale(parent: Path, key: str) -> list[str]:
     "Remove `.tmp-<key>-<pid>-*` folders (ours, by name) whose owner process is gone; return their names."
     gone = []
     for p in sorted(Path(parent).glob(f'.tmp-{key}-*')):
@@ -477,7 +691,10 @@ def sweep_stale(parent:Path, key:str) -> list[str]:
         if m and p.is_dir() and not _pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p.name)
-    if gone: logging.getLogger('axolotl_nb').warning(f"removed {len(gone)} stale temp folder(s) of an interrupted preprocess in {parent}: {', '.join(gone)}")
+    if gone:
+        logging.getLogger('axolotl_nb').warning(
+            f"removed {len(gone)} stale temp folder(s) of an interrupted preprocess in {parent}: {', '.join(gone)}"
+        )
     return gone
 
 # %% ../nbs/03_data.ipynb #90aec6e8
@@ -494,24 +711,27 @@ def cache_lock(parent:Path, key:str):
         os.close(fd)
 
 # %% ../nbs/03_data.ipynb #e7f428e5
-def _write_cache(final:Path, train:Dataset, ev:Optional[Dataset], rep:PreprocessReport, seq_len:int):
+def _write_cache(final: Path, train: Dataset, ev: Optional[Dataset], rep: PreprocessReport, seq_len: int):
     "Write the cache into `.tmp-<hash>-<pid>-<rand>` and rename it into place (atomic; nothing left on failure)."
-    tmpd = final.parent/f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmpd = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmpd.mkdir(parents=True)
     try:
-        train.save_to_disk(str(tmpd/'train'))
-        if ev is not None: ev.save_to_disk(str(tmpd/'eval'))
-        if 'length' in train.column_names: plot_lengths(np.asarray(train['length']), seq_len, tmpd/'lengths.png')
-        (tmpd/'meta.json').write_text(json.dumps(asdict(rep), indent=1))
+        train.save_to_disk(str(tmpd / 'train'))
+        if ev is not None:
+            ev.save_to_disk(str(tmpd / 'eval'))
+        if 'length' in train.column_names:
+            plot_lengths(np.asarray(train['length']), seq_len, tmpd / 'lengths.png')
+        (tmpd / 'meta.json').write_text(json.dumps(asdict(rep), indent=1))
         os.rename(tmpd, final)
     except BaseException:
         shutil.rmtree(tmpd, ignore_errors=True)
         raise
 
-def _read_cache(final:Path) -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
-    rep = PreprocessReport(**json.loads((final/'meta.json').read_text()))
-    train = load_from_disk(str(final/'train'))
-    ev = load_from_disk(str(final/'eval')) if (final/'eval').exists() else None
+
+def _read_cache(final: Path) -> tuple[Dataset, Optional[Dataset], PreprocessReport]:
+    rep = PreprocessReport(**json.loads((final / 'meta.json').read_text()))
+    train = load_from_disk(str(final / 'train'))
+    ev = load_from_disk(str(final / 'eval')) if (final / 'eval').exists() else None
     rep.cache_hit = True
     return train, ev, rep
 
@@ -536,20 +756,33 @@ def load_datasets(cfg:AxolotlConfig, tokenizer) -> tuple[Dataset, Optional[Datas
     return train, ev, rep
 
 # %% ../nbs/03_data.ipynb #778637cd
-def debug_view(train:Dataset, tokenizer, n:int) -> str:
+def debug_view(train: Dataset, tokenizer, n: int) -> str:
     "The first `n` rows token by token (SFT: trained tokens in [brackets]; rl: the prompt/answer strings)."
     out = []
     for i in range(min(n, len(train))):
         r = train[i]
-        body = label_view(tokenizer, r['input_ids'], r['labels']) if 'input_ids' in r else '\n'.join(f"  {k}: {v!r}" for k, v in r.items())
-        out.append(f"--- example {i}" + (f" ({r['length']} tokens, {sum(l != IGNORE for l in r['labels'])} trained)" if 'input_ids' in r else '') + f"\n{body}")
+        body = (
+            label_view(tokenizer, r['input_ids'], r['labels'])
+            if 'input_ids' in r
+            else '\n'.join(f"  {k}: {v!r}" for k, v in r.items())
+        )
+        out.append(
+            f"--- example {i}"
+            + (f" ({r['length']} tokens, {sum(l != IGNORE for l in r['labels'])} trained)" if 'input_ids' in r else '')
+            + f"\n{body}"
+        )
     return '\n'.join(out)
 
-def preprocess(cfg:AxolotlConfig, debug:int=0, tokenizer=None) -> PreprocessReport:
+
+def preprocess(cfg: AxolotlConfig, debug: int = 0, tokenizer=None) -> PreprocessReport:
     "Transitional (until `run.preprocess` lands): `load_datasets` + `debug_view`, without the packing numbers."
     if tokenizer is None:
-        from axolotl_nb.models import load_tokenizer  # transitional upward import: run.preprocess replaces this function
+        from axolotl_nb.models import (
+            load_tokenizer,
+        )  # transitional upward import: run.preprocess replaces this function
+
         tokenizer = load_tokenizer(cfg)
     train, _, rep = load_datasets(cfg, tokenizer)
-    if debug: rep.debug = debug_view(train, tokenizer, debug)
+    if debug:
+        rep.debug = debug_view(train, tokenizer, debug)
     return rep

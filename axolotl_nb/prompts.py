@@ -24,69 +24,109 @@ __all__ = ['IGNORE', 'CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'FALLBACK', 'ALPACA_SY
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
 
+
 class DataError(UserError):
     "A problem with the training data (bad file, missing field, wrong type)."
+
     exit_code = 4
 
-def _need(row:dict, field:str, strategy:str, idx:int, types:tuple=(str,)) -> Any:
+
+def _need(row: dict, field: str, strategy: str, idx: int, types: tuple = (str,)) -> Any:
     "Fetch `row[field]`, raising a `DataError` that names field, strategy and example when it is missing or mistyped."
     if field not in row or row[field] is None:
-        raise DataError(f"example {idx}: missing field `{field}` required by strategy `{strategy}` "
-                        f"(fields present: {', '.join(k for k, v in row.items() if v is not None) or 'none'})")
+        raise DataError(
+            f"example {idx}: missing field `{field}` required by strategy `{strategy}` "
+            f"(fields present: {', '.join(k for k, v in row.items() if v is not None) or 'none'})"
+        )
     v = row[field]
     if not isinstance(v, types):
-        want = ' or '.join({str: 'a string', list: 'a list', dict: 'a mapping', bool: 'a boolean'}.get(t, t.__name__) for t in types)
-        raise DataError(f"example {idx}: field `{field}` must be {want} for strategy `{strategy}`, got {type(v).__name__} {str(v)[:40]!r}")
+        want = ' or '.join(
+            {str: 'a string', list: 'a list', dict: 'a mapping', bool: 'a boolean'}.get(t, t.__name__) for t in types
+        )
+        raise DataError(
+            f"example {idx}: field `{field}` must be {want} for strategy `{strategy}`, got {type(v).__name__} "
+            f"{str(v)[:40]!r}"
+        )
     return v
 
 # %% ../nbs/02_prompts.ipynb #67bb7712
-CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-                   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")  # the one copy
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)  # the one copy
 CHAT_TEMPLATES = {  # written from each vendor's published chat format; a test below renders each to its exact string
     'chatml': CHATML_TEMPLATE,
-    'llama3': ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
-               "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
-               "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"),
-    'phi_3': ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ '<|system|>\n' + m['content'] + '<|end|>\n' }}"
-              "{% elif m['role'] == 'user' %}{{ '<|user|>\n' + m['content'] + '<|end|>\n<|assistant|>\n' }}"
-              "{% elif m['role'] == 'assistant' %}{{ m['content'] + '<|end|>\n' }}{% endif %}{% endfor %}"),
-    'gemma': ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
-              "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-              "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-              "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] | trim + "
-              "'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"),
+    'llama3': (
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\n\n' + "
+        "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    'phi_3': (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ '<|system|>\n' + m['content'] + "
+        "'<|end|>\n' }}"
+        "{% elif m['role'] == 'user' %}{{ '<|user|>\n' + m['content'] + '<|end|>\n<|assistant|>\n' }}"
+        "{% elif m['role'] == 'assistant' %}{{ m['content'] + '<|end|>\n' }}{% endif %}{% endfor %}"
+    ),
+    'gemma': (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') "
+        "}}{% endif %}"
+        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+        "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] | trim + "
+        "'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    ),
 }
 FALLBACK = 'tokenizer_default_fallback_'
 
+
 def _get(o, k):
     return o.get(k) if isinstance(o, dict) else getattr(o, k, None)
+
 
 def resolve_chat_template(cfg_or_ds, tokenizer, cfg=None) -> str:
     "The jinja source selected by a dataset entry or config (`tokenizer_default`, `chatml`, `llama3`, `jinja`)."
     name, src = None, None
     for o in (cfg_or_ds, cfg):
-        if o is not None and _get(o, 'chat_template') and name is None: name, src = _get(o, 'chat_template'), _get(o, 'chat_template_jinja')
+        if o is not None and _get(o, 'chat_template') and name is None:
+            name, src = _get(o, 'chat_template'), _get(o, 'chat_template_jinja')
     if name is None:
         for o in (cfg_or_ds, cfg):
-            if o is not None and _get(o, 'chat_template_jinja'): name, src = 'jinja', _get(o, 'chat_template_jinja')
+            if o is not None and _get(o, 'chat_template_jinja'):
+                name, src = 'jinja', _get(o, 'chat_template_jinja')
     if name in (None, 'tokenizer_default', 'chat_template', 'default'):
-        if getattr(tokenizer, 'chat_template', None): return tokenizer.chat_template
-        if name is None: return CHAT_TEMPLATES['chatml']
-        raise DataError("chat_template: the tokenizer has no chat template of its own — set `chat_template: chatml` (or llama3, or jinja)")
-    if name in CHAT_TEMPLATES: return CHAT_TEMPLATES[name]
-    if name.startswith(FALLBACK) and name[len(FALLBACK):] in CHAT_TEMPLATES:
-        return getattr(tokenizer, 'chat_template', None) or CHAT_TEMPLATES[name[len(FALLBACK):]]
+        if getattr(tokenizer, 'chat_template', None):
+            return tokenizer.chat_template
+        if name is None:
+            return CHAT_TEMPLATES['chatml']
+        raise DataError(
+            "chat_template: the tokenizer has no chat template of its own — set `chat_template: chatml` (or llama3, "
+            "or jinja)"
+        )
+    if name in CHAT_TEMPLATES:
+        return CHAT_TEMPLATES[name]
+    if name.startswith(FALLBACK) and name[len(FALLBACK) :] in CHAT_TEMPLATES:
+        return getattr(tokenizer, 'chat_template', None) or CHAT_TEMPLATES[name[len(FALLBACK) :]]
     if name == 'jinja':
-        if not src: raise DataError("chat_template: `jinja` needs `chat_template_jinja` (inline jinja or a path to a .jinja file)")
+        if not src:
+            raise DataError(
+                "chat_template: `jinja` needs `chat_template_jinja` (inline jinja or a path to a .jinja file)"
+            )
         if '{' not in src:
             for c in (cfg_or_ds, cfg):
                 d = getattr(c, 'config_dir', None)
-                if d is not None and not Path(src).expanduser().exists() and (Path(d)/src).exists(): src = str(Path(d)/src)
-        if '{' not in src and Path(src).expanduser().exists(): return Path(src).expanduser().read_text()
-        if '{' not in src: raise DataError(f"chat_template_jinja: {src!r} is neither a jinja template nor an existing .jinja file")
+                if d is not None and not Path(src).expanduser().exists() and (Path(d) / src).exists():
+                    src = str(Path(d) / src)
+        if '{' not in src and Path(src).expanduser().exists():
+            return Path(src).expanduser().read_text()
+        if '{' not in src:
+            raise DataError(f"chat_template_jinja: {src!r} is neither a jinja template nor an existing .jinja file")
         return src
-    raise DataError(f"chat_template: template `{name}` is not available here — use tokenizer_default, "
-                    f"{', '.join(CHAT_TEMPLATES)}, {FALLBACK}<name> or jinja (with chat_template_jinja)")
+    raise DataError(
+        f"chat_template: template `{name}` is not available here — use tokenizer_default, "
+        f"{', '.join(CHAT_TEMPLATES)}, {FALLBACK}<name> or jinja (with chat_template_jinja)"
+    )
 
 # %% ../nbs/02_prompts.ipynb #3fab7aa3
 @lru_cache(maxsize=32)
@@ -110,10 +150,17 @@ def label_view(tokenizer, input_ids:list[int], labels:list[int]) -> str:
     return ''.join(out)
 
 # %% ../nbs/02_prompts.ipynb #e72c96f9
-def encode_spans(tokenizer, texts:list[str], ranges:list[list[tuple[int, int]]], add_special_tokens:bool=False,
-                 train_all:bool=False) -> tuple[list[list[int]], list[list[int]]]:
+def encode_spans(
+    tokenizer,
+    texts: list[str],
+    ranges: list[list[tuple[int, int]]],
+    add_special_tokens: bool = False,
+    train_all: bool = False,
+) -> tuple[list[list[int]], list[list[int]]]:
     "Batch-tokenize `texts`; label tokens overlapping `ranges` (all tokens when `train_all`), mask the rest with -100."
-    enc = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True, return_attention_mask=False)
+    enc = tokenizer(
+        texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True, return_attention_mask=False
+    )
     all_ids, all_labels = enc['input_ids'], []
     for ids, offs, rs in zip(all_ids, enc['offset_mapping'], ranges):
         if train_all:
@@ -122,10 +169,12 @@ def encode_spans(tokenizer, texts:list[str], ranges:list[list[tuple[int, int]]],
         lab = [IGNORE] * len(ids)
         ends = [e for _, e in offs]
         for a, b in rs:
-            if b <= a: continue
-            k = bisect.bisect_right(ends, a)   # first token ending after a
+            if b <= a:
+                continue
+            k = bisect.bisect_right(ends, a)  # first token ending after a
             while k < len(ids) and offs[k][0] < b:
-                if offs[k][1] > offs[k][0]: lab[k] = ids[k]
+                if offs[k][1] > offs[k][0]:
+                    lab[k] = ids[k]
                 k += 1
         all_labels.append(lab)
     return all_ids, all_labels
@@ -133,118 +182,191 @@ def encode_spans(tokenizer, texts:list[str], ranges:list[list[tuple[int, int]]],
 # %% ../nbs/02_prompts.ipynb #67f6de06
 class Strategy:
     "Base prompt strategy: subclasses implement `render(row, idx) -> (text, trained_ranges)`."
+
     name, add_special_tokens, chunk = 'base', True, False
-    def __init__(self, ds:dict, tokenizer, cfg=None):
+
+    def __init__(self, ds: dict, tokenizer, cfg=None):
         self.ds, self.tokenizer, self.cfg = dict(ds), tokenizer, cfg
         self.train_on_inputs = bool(_get(cfg, 'train_on_inputs')) if cfg is not None else False
         self.seq_len = _get(cfg, 'sequence_len') if cfg is not None else None
-    def field(self, k:str, default:str) -> str: return self.ds.get(f'field_{k}') or default
-    def render(self, row:dict, idx:int) -> tuple[str, list[tuple[int, int]]]: raise NotImplementedError
-    def batch(self, cols:dict[str, list], idxs:list[int]) -> dict[str, list]:
+
+    def field(self, k: str, default: str) -> str:
+        return self.ds.get(f'field_{k}') or default
+
+    def render(self, row: dict, idx: int) -> tuple[str, list[tuple[int, int]]]:
+        raise NotImplementedError
+
+    def batch(self, cols: dict[str, list], idxs: list[int]) -> dict[str, list]:
         "Encode a batch of rows given as columns."
         rows = [{k: cols[k][j] for k in cols} for j in range(len(idxs))]
         texts, ranges = zip(*[self.render(r, i) for r, i in zip(rows, idxs)]) if rows else ((), ())
-        ids, labs = encode_spans(self.tokenizer, list(texts), list(ranges), self.add_special_tokens, self.train_on_inputs)
+        ids, labs = encode_spans(
+            self.tokenizer, list(texts), list(ranges), self.add_special_tokens, self.train_on_inputs
+        )
         if self.chunk and self.seq_len:
             n = self.seq_len
-            ids = [x[i:i+n] for x in ids for i in range(0, max(len(x), 1), n)]
-            labs = [x[i:i+n] for x in labs for i in range(0, max(len(x), 1), n)]
-        return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1]*len(x) for x in ids], 'length': [len(x) for x in ids]}
-    def __call__(self, row:dict, idx:int=0) -> dict:
+            ids = [x[i : i + n] for x in ids for i in range(0, max(len(x), 1), n)]
+            labs = [x[i : i + n] for x in labs for i in range(0, max(len(x), 1), n)]
+        return {
+            'input_ids': ids,
+            'labels': labs,
+            'attention_mask': [[1] * len(x) for x in ids],
+            'length': [len(x) for x in ids],
+        }
+
+    def __call__(self, row: dict, idx: int = 0) -> dict:
         out = self.batch({k: [v] for k, v in row.items()}, [idx])
         return {k: v[0] for k, v in out.items()}
-    def __repr__(self): return f"{type(self).__name__}({self.name!r})"
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
 
 # %% ../nbs/02_prompts.ipynb #82746d78
-ALPACA_SYSTEM = ("Below is an instruction that describes a task, paired with an input that provides further context. "
-                 "Write a response that appropriately completes the request.",
-                 "Below is an instruction that describes a task. Write a response that appropriately completes the request.")
+ALPACA_SYSTEM = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.",
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+)
 ALPACA_STYLES = {  # style: (system format, turn with input, turn without input) — Axolotl's AlpacaPrompter styles
-    'instruct': ("{system}\n\n", "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
-                 "### Instruction:\n{instruction}\n\n### Response:\n"),
+    'instruct': (
+        "{system}\n\n",
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+        "### Instruction:\n{instruction}\n\n### Response:\n",
+    ),
     'chat': ("SYSTEM: {system}\n", "USER: {instruction}\n{input}\nASSISTANT:", "USER: {instruction}\nASSISTANT:"),
-    'chatml': ("<|im_start|>system\n{system}<|im_end|>\n",
-               "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
-               "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
-    'phi': ("<|system|>\n{system}<|end|>\n", "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
-            "<|user|>\n{instruction}<|end|>\n<|assistant|>\n"),
+    'chatml': (
+        "<|im_start|>system\n{system}<|im_end|>\n",
+        "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    'phi': (
+        "<|system|>\n{system}<|end|>\n",
+        "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
+        "<|user|>\n{instruction}<|end|>\n<|assistant|>\n",
+    ),
 }
 ALPACA_PROMPT = ALPACA_STYLES['instruct'][0].format(system=ALPACA_SYSTEM[0]) + ALPACA_STYLES['instruct'][1]
 ALPACA_PROMPT_NO_INPUT = ALPACA_STYLES['instruct'][0].format(system=ALPACA_SYSTEM[1]) + ALPACA_STYLES['instruct'][2]
 
 # %% ../nbs/02_prompts.ipynb #40d506a2
 class Alpaca(Strategy):
-    "`type: alpaca` / `alpaca:<style>` — instruction/input/output in an Alpaca prompt style; the response + EOS trained."
+    "`type: alpaca` / `alpaca:<style>` — instruction/input/output in an Alpaca prompt; response + EOS trained."
+
     name = 'alpaca'
-    def __init__(self, ds, tokenizer, cfg=None, style:str='instruct', system:tuple=ALPACA_SYSTEM,
-                 styles:dict=ALPACA_STYLES):
+
+    def __init__(
+        self,
+        ds,
+        tokenizer,
+        cfg=None,
+        style: str = 'instruct',
+        system: tuple = ALPACA_SYSTEM,
+        styles: dict = ALPACA_STYLES,
+    ):
         super().__init__(ds, tokenizer, cfg)
         if style not in styles:
             raise DataError(f"type `alpaca:{style}`: unknown Alpaca prompt style — use one of {', '.join(styles)}")
         self.formats, self.system = styles[style], system
-        if style != 'instruct': self.name = f'alpaca:{style}'
-    def parts(self, row:dict, idx:int) -> tuple[str, str, str]:
+        if style != 'instruct':
+            self.name = f'alpaca:{style}'
+
+    def parts(self, row: dict, idx: int) -> tuple[str, str, str]:
         "(instruction, input, output) of a row."
         ins = _need(row, self.field('instruction', 'instruction'), self.name, idx)
         inp = row.get(self.field('input', 'input')) or ''
-        if not isinstance(inp, str): _need(row, self.field('input', 'input'), self.name, idx)
+        if not isinstance(inp, str):
+            _need(row, self.field('input', 'input'), self.name, idx)
         return ins, inp, _need(row, self.field('output', 'output'), self.name, idx)
-    def prompt(self, ins:str, inp:str) -> str:
+
+    def prompt(self, ins: str, inp: str) -> str:
         sysf, turn, turn_ni = self.formats
         head = sysf.format(system=self.system[0 if inp else 1]) if self.system[0 if inp else 1] else ''
         return head + (turn.format(instruction=ins, input=inp) if inp else turn_ni.format(instruction=ins))
 
 # %% ../nbs/02_prompts.ipynb #55b0f1b7
-def _tok(tokenizer, text:str, eos:bool=False, strip_bos:bool=False) -> list[int]:
+def _tok(tokenizer, text: str, eos: bool = False, strip_bos: bool = False) -> list[int]:
     "Axolotl's `_tokenize`: special tokens added, EOS appended unless already last, BOS optionally stripped; '' -> []."
-    if not text: return []
+    if not text:
+        return []
     ids = list(tokenizer(text)['input_ids'])
-    if eos and ids and ids[-1] != tokenizer.eos_token_id: ids.append(tokenizer.eos_token_id)
-    if strip_bos and ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id: ids = ids[1:]
+    if eos and ids and ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+    if strip_bos and ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id:
+        ids = ids[1:]
     return ids
 
+
 @patch
-def encode(self:Alpaca, row:dict, idx:int) -> tuple[list[int], list[int]]:  # noqa: F811
+def encode(self: Alpaca, row: dict, idx: int) -> tuple[list[int], list[int]]:  # noqa: F811
     "input_ids and labels of one row: prompt and response tokenized separately, as Axolotl does."
     ins, inp, out = self.parts(row, idx)
     p = _tok(self.tokenizer, self.prompt(ins, inp))
     r = _tok(self.tokenizer, out, eos=True, strip_bos=True)
     return p + r, (p if self.train_on_inputs else [IGNORE] * len(p)) + r
 
+
 @patch
-def batch(self:Alpaca, cols:dict, idxs:list) -> dict:  # noqa: F811
+def batch(self: Alpaca, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
-    return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
+    return {
+        'input_ids': ids,
+        'labels': labs,
+        'attention_mask': [[1] * len(x) for x in ids],
+        'length': [len(x) for x in ids],
+    }
 
 # %% ../nbs/02_prompts.ipynb #2ae0eada
-_MC = lambda need: (need('question'), '\n'.join(f'- "{c}"' for c in need('choices', (list,))),
-                    need('solution') if 'solution' in need.row else need('explanation'))
+_MC = lambda need: (
+    need('question'),
+    '\n'.join(f'- "{c}"' for c in need('choices', (list,))),
+    need('solution') if 'solution' in need.row else need('explanation'),
+)
 _TLDR = 'USER: Summarize the following article as a TL;DR.\n{instruction}'
 LEGACY_TYPES = {  # type: (row -> (instruction, input, output), system lines, formats)
     'jeopardy': (lambda need: (need('question'), need('category'), 'what is ' + need('answer')), ALPACA_SYSTEM, None),
     'explainchoice': (_MC, ("Choose the answer that best answers the question. Explain your reasoning.\n",) * 2, None),
-    'concisechoice': (_MC, ("Choose the answer that best answers the question. Be concise in your response.\n\n",) * 2,
-                      ('{system}',) + ALPACA_STYLES['chat'][1:]),
-    'summarizetldr': (lambda need: (need('article'), '', need('summary')), ('', ''),
-                      ('{system}', _TLDR + '\n{input}\nASSISTANT:', _TLDR + '\nASSISTANT:')),
-    'gpteacher': (lambda need: (need('instruction'), need.row.get('input') or '', need('response')), ALPACA_SYSTEM, None),
+    'concisechoice': (
+        _MC,
+        ("Choose the answer that best answers the question. Be concise in your response.\n\n",) * 2,
+        ('{system}',) + ALPACA_STYLES['chat'][1:],
+    ),
+    'summarizetldr': (
+        lambda need: (need('article'), '', need('summary')),
+        ('', ''),
+        ('{system}', _TLDR + '\n{input}\nASSISTANT:', _TLDR + '\nASSISTANT:'),
+    ),
+    'gpteacher': (
+        lambda need: (need('instruction'), need.row.get('input') or '', need('response')),
+        ALPACA_SYSTEM,
+        None,
+    ),
     'oasst': (lambda need: (need('INSTRUCTION'), '', need('RESPONSE')), ALPACA_SYSTEM, None),
 }
 
 # %% ../nbs/02_prompts.ipynb #3ab01bb5
 class _Need:
     "`need(field, types)`: a row's field or a `DataError` naming field, strategy and example."
-    def __init__(self, row, name, idx): self.row, self.name, self.idx = row, name, idx
-    def __call__(self, k, types=(str,)): return _need(self.row, k, self.name, self.idx, types)
+
+    def __init__(self, row, name, idx):
+        self.row, self.name, self.idx = row, name, idx
+
+    def __call__(self, k, types=(str,)):
+        return _need(self.row, k, self.name, self.idx, types)
+
 
 class Legacy(Alpaca):
     "`type: jeopardy` / `explainchoice` / … — Axolotl's legacy instruction types (optionally `:<style>`)."
-    def __init__(self, ds, tokenizer, cfg=None, kind:str='jeopardy', style:str='instruct'):
+
+    def __init__(self, ds, tokenizer, cfg=None, kind: str = 'jeopardy', style: str = 'instruct'):
         fields, system, formats = LEGACY_TYPES[kind]
-        super().__init__(ds, tokenizer, cfg, style=style, system=system, styles={style: formats or ALPACA_STYLES[style]})
+        super().__init__(
+            ds, tokenizer, cfg, style=style, system=system, styles={style: formats or ALPACA_STYLES[style]}
+        )
         self.fields, self.name = fields, kind if style == 'instruct' else f'{kind}:{style}'
-    def parts(self, row, idx): return self.fields(_Need(row, self.name, idx))
+
+    def parts(self, row, idx):
+        return self.fields(_Need(row, self.name, idx))
 
 # %% ../nbs/02_prompts.ipynb #1a135486
 class Completion(Strategy):
@@ -257,7 +379,9 @@ class Completion(Strategy):
 # %% ../nbs/02_prompts.ipynb #b3033d60
 class InputOutput(Strategy):
     "`type: input_output` — pre-segmented text; segments with `label: false` are masked."
+
     name = 'input_output'
+
     def batch(self, cols, idxs):
         ids_all, lab_all = [], []
         for j, idx in enumerate(idxs):
@@ -265,59 +389,85 @@ class InputOutput(Strategy):
             ids, labs = [], []
             for s in segs:
                 if not isinstance(s, dict) or not isinstance(s.get('text'), str):
-                    raise DataError(f"example {idx}: each item of `segments` must be a mapping with a string `text` (strategy `{self.name}`), got {str(s)[:40]!r}")
+                    raise DataError(
+                        f"example {idx}: each item of `segments` must be a mapping with a string `text` (strategy "
+                        f"`{self.name}`), got {str(s)[:40]!r}"
+                    )
                 t = self.tokenizer(s['text'], add_special_tokens=False)['input_ids']
                 ids += t
-                labs += t if (s.get('label', True) or self.train_on_inputs) else [IGNORE]*len(t)
+                labs += t if (s.get('label', True) or self.train_on_inputs) else [IGNORE] * len(t)
             ids_all.append(ids)
             lab_all.append(labs)
-        return {'input_ids': ids_all, 'labels': lab_all, 'attention_mask': [[1]*len(x) for x in ids_all], 'length': [len(x) for x in ids_all]}
+        return {
+            'input_ids': ids_all,
+            'labels': lab_all,
+            'attention_mask': [[1] * len(x) for x in ids_all],
+            'length': [len(x) for x in ids_all],
+        }
 
 # %% ../nbs/02_prompts.ipynb #ad540827
-DEFAULT_ROLES = {'user': ['user', 'human'], 'assistant': ['assistant', 'gpt', 'model', 'bot'], 'system': ['system'],
-                 'tool': ['tool', 'function']}
+DEFAULT_ROLES = {
+    'user': ['user', 'human'],
+    'assistant': ['assistant', 'gpt', 'model', 'bot'],
+    'system': ['system'],
+    'tool': ['tool', 'function'],
+}
 EOT_WINDOW = 3  # a turn's end token is looked for at most this many tokens after its content (Axolotl's window)
+
 
 class ChatTemplate(Strategy):
     "`type: chat_template` — conversations through a chat template; trained tokens chosen as Axolotl 0.21 does."
+
     name, add_special_tokens = 'chat_template', False
-    def __init__(self, ds, tokenizer, cfg=None, template:str|None=None):
+
+    def __init__(self, ds, tokenizer, cfg=None, template: str | None = None):
         super().__init__(ds, tokenizer, cfg)
         self.template = template or resolve_chat_template(ds, tokenizer, cfg)
         self._render = compile_template(self.template)
         roles = {**DEFAULT_ROLES, **(ds.get('roles') or {})}
         self.aliases = {n: r for r, ns in roles.items() for n in ([ns] if isinstance(ns, str) else ns)}
         rtt = ds.get('roles_to_train')
-        if rtt is None: rtt = (_get(cfg, 'roles_to_train') if cfg is not None else None) or ['assistant']
+        if rtt is None:
+            rtt = (_get(cfg, 'roles_to_train') if cfg is not None else None) or ['assistant']
         self.roles_to_train = [self.aliases.get(r, r) for r in rtt]
         self.train_on_eos = ds.get('train_on_eos') or 'turn'
         self.train_on_eot = ds.get('train_on_eot') or self.train_on_eos
-        self.mpm = {**({'role': ds['message_field_role']} if ds.get('message_field_role') else {}),
-                    **({'content': ds['message_field_content']} if ds.get('message_field_content') else {}),
-                    **(ds.get('message_property_mappings') or {})}
+        self.mpm = {
+            **({'role': ds['message_field_role']} if ds.get('message_field_role') else {}),
+            **({'content': ds['message_field_content']} if ds.get('message_field_content') else {}),
+            **(ds.get('message_property_mappings') or {}),
+        }
         self.fmsg, self.ftrain = ds.get('field_messages'), ds.get('message_field_training')
         self.eot_ids = self.end_token_ids(_get(cfg, 'eot_tokens') if cfg is not None else None)
-    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != '_render'}  # jinja does not pickle
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != '_render'}  # jinja does not pickle
+
     def __setstate__(self, d):
         self.__dict__.update(d)
         self._render = compile_template(self.template)
 
 # %% ../nbs/02_prompts.ipynb #9a47effe
 @patch
-def end_token_ids(self:ChatTemplate, eot_tokens:list|None=None) -> set[int]:
+def end_token_ids(self: ChatTemplate, eot_tokens: list | None = None) -> set[int]:
     "Single-token ids of `eot_tokens` (default: the EOS token) that end a turn."
     t = self.tokenizer
     toks = [x for x in eot_tokens if x in self.template] if eot_tokens else [t.eos_token] if t.eos_token else []
     if t.eos_token in toks and eot_tokens and self.train_on_eos != self.train_on_eot:
-        raise DataError(f"train_on_eot ({self.train_on_eot}) differs from train_on_eos ({self.train_on_eos}) but the EOS "
-                        f"token {t.eos_token!r} is in eot_tokens — set them equal or drop it from eot_tokens")
+        raise DataError(
+            f"train_on_eot ({self.train_on_eot}) differs from train_on_eos ({self.train_on_eos}) but the EOS "
+            f"token {t.eos_token!r} is in eot_tokens — set them equal or drop it from eot_tokens"
+        )
     ids = set()
     for x in toks:
         e = t.encode(x, add_special_tokens=False)
         if len(e) > 1 and eot_tokens:
-            raise DataError(f"eot_tokens: {x!r} is {len(e)} tokens for this tokenizer — add it under `tokens:` "
-                            "(or `added_tokens_overrides:`) so it is one token")
-        if len(e) == 1: ids.add(e[0])
+            raise DataError(
+                f"eot_tokens: {x!r} is {len(e)} tokens for this tokenizer — add it under `tokens:` "
+                "(or `added_tokens_overrides:`) so it is one token"
+            )
+        if len(e) == 1:
+            ids.add(e[0])
     return ids
 
 # %% ../nbs/02_prompts.ipynb #936c3af6
@@ -336,40 +486,55 @@ def _parts_text(c) -> str:
 
 # %% ../nbs/02_prompts.ipynb #d919ffe1
 @patch
-def message(self:ChatTemplate, m, f:str, j:int, idx:int) -> dict:
+def message(self: ChatTemplate, m, f: str, j: int, idx: int) -> dict:
     "One raw message as template keys (role, content, reasoning, tool calls, …) + `training` when opted in."
     if not isinstance(m, dict):
-        raise DataError(f"example {idx}: `{f}[{j}]` must be a mapping with role and content (strategy `{self.name}`), "
-                        f"got {type(m).__name__}")
+        raise DataError(
+            f"example {idx}: `{f}[{j}]` must be a mapping with role and content (strategy `{self.name}`), "
+            f"got {type(m).__name__}"
+        )
     rk = self.mpm.get('role') or ('role' if 'role' in m or 'from' not in m else 'from')
     ck = self.mpm.get('content') or ('content' if 'content' in m or 'value' not in m else 'value')
     if not isinstance(m.get(rk), str):
-        raise DataError(f"example {idx}: `{f}[{j}]` has no string `{rk}` (strategy `{self.name}`; map fields with "
-                        "message_property_mappings)")
+        raise DataError(
+            f"example {idx}: `{f}[{j}]` has no string `{rk}` (strategy `{self.name}`; map fields with "
+            "message_property_mappings)"
+        )
     c = _parts_text(m[ck]) if isinstance(m.get(ck), list) else m.get(ck)
     if not isinstance(c, str) and not (c is None and m.get('tool_calls')):
-        raise DataError(f"example {idx}: `{f}[{j}].{ck}` must be a string (strategy `{self.name}`), got {type(c).__name__}")
+        raise DataError(
+            f"example {idx}: `{f}[{j}].{ck}` must be a string (strategy `{self.name}`), got {type(c).__name__}"
+        )
     out = {k: v for k, v in m.items() if k not in (rk, ck, self.ftrain, 'training') and v is not None}
     out['role'] = self.aliases.get(m[rk], m[rk])
-    if c is not None: out['content'] = c
+    if c is not None:
+        out['content'] = c
     self.reasoning(out)
-    if self.ftrain and m.get(self.ftrain) is not None: out['training'] = bool(m[self.ftrain])
+    if self.ftrain and m.get(self.ftrain) is not None:
+        out['training'] = bool(m[self.ftrain])
     return out
 
 # %% ../nbs/02_prompts.ipynb #142fedf1
 @patch
-def reasoning(self:ChatTemplate, out:dict) -> dict:
+def reasoning(self: ChatTemplate, out: dict) -> dict:
     "Move reasoning to `template_thinking_key` and parse tool-call arguments given as JSON strings (in place)."
-    ft, tk = self.ds.get('field_thinking') or 'reasoning_content', self.ds.get('template_thinking_key') or 'reasoning_content'
-    if ft != tk and ft in out: out[tk] = out.pop(ft)
+    ft, tk = (
+        self.ds.get('field_thinking') or 'reasoning_content',
+        self.ds.get('template_thinking_key') or 'reasoning_content',
+    )
+    if ft != tk and ft in out:
+        out[tk] = out.pop(ft)
     if self.ds.get('split_thinking') and out['role'] == 'assistant' and isinstance(out.get('content'), str):
         think, answer = _split_thinking(out['content'])
-        if think is not None: out[tk], out['content'] = think, answer
+        if think is not None:
+            out[tk], out['content'] = think, answer
     for call in out.get('tool_calls') or []:
         fn = call.get('function') if isinstance(call, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get('arguments'), str):
-            try: fn['arguments'] = json.loads(fn['arguments'])
-            except json.JSONDecodeError as e: raise DataError(f"tool call `{fn.get('name')}`: arguments are not JSON ({e.msg})") from None
+            try:
+                fn['arguments'] = json.loads(fn['arguments'])
+            except json.JSONDecodeError as e:
+                raise DataError(f"tool call `{fn.get('name')}`: arguments are not JSON ({e.msg})") from None
     return out
 
 # %% ../nbs/02_prompts.ipynb #3c0f5385
@@ -393,91 +558,126 @@ def messages(self:ChatTemplate, row:dict, idx:int) -> list[dict]:
 
 # %% ../nbs/02_prompts.ipynb #f024d3a0
 @patch
-def tools(self:ChatTemplate, row:dict, idx:int) -> list|None:
+def tools(self: ChatTemplate, row: dict, idx: int) -> list | None:
     "The row's tool definitions (`field_tools`, default `tools`; a JSON string is parsed)."
     v = row.get(self.ds.get('field_tools') or 'tools')
     if isinstance(v, str):
-        try: v = json.loads(v)
-        except json.JSONDecodeError as e: raise DataError(f"example {idx}: `tools` is not JSON ({e.msg})") from None
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as e:
+            raise DataError(f"example {idx}: `tools` is not JSON ({e.msg})") from None
     if v is not None and not isinstance(v, list):
         raise DataError(f"example {idx}: `tools` must be a list of tool definitions, got {type(v).__name__}")
     return v
 
+
 @patch
-def render_chat(self:ChatTemplate, messages:list[dict], add_generation_prompt:bool=False, tools:list|None=None) -> str:
+def render_chat(
+    self: ChatTemplate, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None
+) -> str:
     "The template applied to `messages` (with the tokenizer's special tokens and `chat_template_kwargs`)."
     kw = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
     kw.update((_get(self.cfg, 'chat_template_kwargs') if self.cfg is not None else None) or {})
-    if tools: kw['tools'] = tools
+    if tools:
+        kw['tools'] = tools
     return self._render(messages=messages, add_generation_prompt=add_generation_prompt, **kw)
 
 # %% ../nbs/02_prompts.ipynb #4178639b
 SENTINELS = ('\u27e6content\u27e7', '\u00abcontent\u00bb')  # ⟦content⟧, «content»: disjoint first/last characters
 
-def _diff_span(a:str, b:str) -> tuple[int, int]:
+
+def _diff_span(a: str, b: str) -> tuple[int, int]:
     "The span of `a` that differs from `b`: after their common prefix, before their (non-overlapping) common suffix."
     i = len(os.path.commonprefix([a, b]))
     n = min(len(a), len(b)) - i
     j = len(os.path.commonprefix([a[::-1][:n], b[::-1][:n]]))
     return i, len(a) - j
 
+
 @patch
-def content_span(self:ChatTemplate, full:str, msgs:list[dict], i:int, tools=None) -> tuple[int, int]|None:
+def content_span(self: ChatTemplate, full: str, msgs: list[dict], i: int, tools=None) -> tuple[int, int] | None:
     "Character span of message `i`'s content (+ whatever else of that turn depends on it) in `full`; None if empty."
-    spans = [_diff_span(full, self.render_chat(msgs[:i] + [{'role': msgs[i]['role'], 'content': s}] + msgs[i+1:],
-                                               tools=tools)) for s in SENTINELS]
+    spans = [
+        _diff_span(
+            full, self.render_chat(msgs[:i] + [{'role': msgs[i]['role'], 'content': s}] + msgs[i + 1 :], tools=tools)
+        )
+        for s in SENTINELS
+    ]
     a, b = min(s for s, _ in spans), max(e for _, e in spans)
     return (a, b) if b > a else None
 
 # %% ../nbs/02_prompts.ipynb #7e2e4a45
-def _first(ids:list[int], start:int, wanted:set) -> int:
+def _first(ids: list[int], start: int, wanted: set) -> int:
     for k in range(start, len(ids)):
-        if ids[k] in wanted: return k
+        if ids[k] in wanted:
+            return k
     return -1
 
+
 @patch
-def trains(self:ChatTemplate, m:dict) -> bool:
+def trains(self: ChatTemplate, m: dict) -> bool:
     "Whether a message's content is trained: its opted-in `training` flag, else train_on_inputs / roles_to_train."
-    return m['training'] if m.get('training') is not None else bool(self.train_on_inputs or m['role'] in self.roles_to_train)
+    return (
+        m['training']
+        if m.get('training') is not None
+        else bool(self.train_on_inputs or m['role'] in self.roles_to_train)
+    )
 
 # %% ../nbs/02_prompts.ipynb #89a33fba
 @patch
-def encode(self:ChatTemplate, row:dict, idx:int) -> tuple[list[int], list[int]]:  # noqa: F811
+def encode(self: ChatTemplate, row: dict, idx: int) -> tuple[list[int], list[int]]:  # noqa: F811
     "input_ids and labels of one conversation."
     msgs, tools = self.messages(row, idx), self.tools(row, idx)
-    if not msgs: raise DataError(f"example {idx}: the conversation is empty (strategy `{self.name}`)")
+    if not msgs:
+        raise DataError(f"example {idx}: the conversation is empty (strategy `{self.name}`)")
     full = self.render_chat(msgs, tools=tools)
     enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids, starts, ends = list(enc['input_ids']), [s for s, _ in enc['offset_mapping']], [e for _, e in enc['offset_mapping']]
+    ids, starts, ends = (
+        list(enc['input_ids']),
+        [s for s, _ in enc['offset_mapping']],
+        [e for _, e in enc['offset_mapping']],
+    )
     labels, last = [IGNORE] * len(ids), {}
     ends_with = (('eot', self.eot_ids, self.train_on_eot), ('eos', {self.tokenizer.eos_token_id}, self.train_on_eos))
     for i, m in enumerate(msgs):
         train = self.trains(m)
-        if not train and 'all' not in (self.train_on_eos, self.train_on_eot): continue
+        if not train and 'all' not in (self.train_on_eos, self.train_on_eot):
+            continue
         span = self.content_span(full, msgs, i, tools)
         s, e = (bisect.bisect_right(ends, span[0]), bisect.bisect_left(starts, span[1])) if span else (-1, -1)
-        if train and s != -1: labels[s:e] = ids[s:e]
+        if train and s != -1:
+            labels[s:e] = ids[s:e]
         for kind, wanted, opt in ends_with:
             k = _first(ids, e, wanted)
-            if k == -1 or abs(k - e) > EOT_WINDOW: continue
+            if k == -1 or abs(k - e) > EOT_WINDOW:
+                continue
             last[kind] = k
-            if opt == 'all' or (opt == 'turn' and train): labels[k] = ids[k]
+            if opt == 'all' or (opt == 'turn' and train):
+                labels[k] = ids[k]
     for kind, _, opt in ends_with:
-        if opt == 'last' and kind in last: labels[last[kind]] = ids[last[kind]]
+        if opt == 'last' and kind in last:
+            labels[last[kind]] = ids[last[kind]]
     return ids, labels
 
 # %% ../nbs/02_prompts.ipynb #f647450f
 @patch
-def batch(self:ChatTemplate, cols:dict, idxs:list) -> dict:  # noqa: F811
+def batch(self: ChatTemplate, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: v[j] for k, v in cols.items() if v[j] is not None}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
-    return {'input_ids': ids, 'labels': labs, 'attention_mask': [[1] * len(x) for x in ids], 'length': [len(x) for x in ids]}
+    return {
+        'input_ids': ids,
+        'labels': labs,
+        'attention_mask': [[1] * len(x) for x in ids],
+        'length': [len(x) for x in ids],
+    }
 
 # %% ../nbs/02_prompts.ipynb #4b9dfd5d
 class Preference(ChatTemplate):
     "Preference / KTO / GRPO rows as prompt + completion strings rendered through a chat template."
+
     kind = 'dpo'
-    def __init__(self, ds, tokenizer, cfg=None, kind:str='dpo'):
+
+    def __init__(self, ds, tokenizer, cfg=None, kind: str = 'dpo'):
         t = ds.get('type') or ''
         style = t.split('.')[0] if '.' in t else None
         self.raw = t in ('prompt_pairs', 'default')
@@ -485,66 +685,113 @@ class Preference(ChatTemplate):
         super().__init__(ds, tokenizer, cfg, template=tpl)
         self.kind, self.name, self.variant = kind, t or kind, t.split('.')[-1] if '.' in t else t
 
-    def _conv(self, v, field:str, idx:int) -> list[dict]:
-        if isinstance(v, str): return [{'role': 'user', 'content': v}]
-        if isinstance(v, dict): v = [v]
-        if not isinstance(v, list): raise DataError(f"example {idx}: field `{field}` must be a string or a list of messages (strategy `{self.name}`), got {type(v).__name__}")
-        return [{'role': self.aliases.get(m.get('role', m.get('from')), m.get('role', m.get('from'))), 'content': m.get('content', m.get('value'))}
-                if isinstance(m, dict) else {} for m in v]
+    def _conv(self, v, field: str, idx: int) -> list[dict]:
+        if isinstance(v, str):
+            return [{'role': 'user', 'content': v}]
+        if isinstance(v, dict):
+            v = [v]
+        if not isinstance(v, list):
+            raise DataError(
+                f"example {idx}: field `{field}` must be a string or a list of messages (strategy `{self.name}`), "
+                f"got {type(v).__name__}"
+            )
+        return [
+            {
+                'role': self.aliases.get(m.get('role', m.get('from')), m.get('role', m.get('from'))),
+                'content': m.get('content', m.get('value')),
+            }
+            if isinstance(m, dict)
+            else {}
+            for m in v
+        ]
 
-    def _reply(self, prompt:list[dict], v, field:str, idx:int) -> str:
-        if isinstance(v, list) and v and isinstance(v[-1], dict): v = v[-1]
+    def _reply(self, prompt: list[dict], v, field: str, idx: int) -> str:
+        if isinstance(v, list) and v and isinstance(v[-1], dict):
+            v = v[-1]
         c = v.get('content', v.get('value')) if isinstance(v, dict) else v
-        if not isinstance(c, str): raise DataError(f"example {idx}: field `{field}` must be a string or an assistant message (strategy `{self.name}`), got {type(v).__name__}")
-        if self.raw: return c
+        if not isinstance(c, str):
+            raise DataError(
+                f"example {idx}: field `{field}` must be a string or an assistant message (strategy `{self.name}`), "
+                f"got {type(v).__name__}"
+            )
+        if self.raw:
+            return c
         p = self.render_chat(prompt, add_generation_prompt=True)
         f = self.render_chat(prompt + [{'role': 'assistant', 'content': c}])
-        return f[len(p):].rstrip() if f.startswith(p) else c + (self.tokenizer.eos_token or '')
+        return f[len(p) :].rstrip() if f.startswith(p) else c + (self.tokenizer.eos_token or '')
 
-    def prompt_messages(self, row:dict, idx:int) -> list[dict]:
+    def prompt_messages(self, row: dict, idx: int) -> list[dict]:
         v = self.variant
         if v == 'intel':
             msgs = [{'role': 'system', 'content': row['system']}] if row.get('system') else []
             return msgs + [{'role': 'user', 'content': _need(row, self.field('prompt', 'question'), self.name, idx)}]
-        if v == 'argilla': return [{'role': 'user', 'content': _need(row, self.field('prompt', 'instruction'), self.name, idx)}]
+        if v == 'argilla':
+            return [{'role': 'user', 'content': _need(row, self.field('prompt', 'instruction'), self.name, idx)}]
         f = self.field('prompt', 'prompt')
-        if f not in row and self.ds.get('field_prompt') is None and 'messages' in row: f = 'messages'
+        if f not in row and self.ds.get('field_prompt') is None and 'messages' in row:
+            f = 'messages'
         msgs = self._conv(_need(row, f, self.name, idx, (str, list)), f, idx)
-        if self.ds.get('system_prompt'): msgs = [{'role': 'system', 'content': self.ds['system_prompt']}] + msgs
+        if self.ds.get('system_prompt'):
+            msgs = [{'role': 'system', 'content': self.ds['system_prompt']}] + msgs
         return [m for m in msgs if not (self.ds.get('drop_system_message') and m.get('role') == 'system')]
 
-    def __call__(self, row:dict, idx:int=0) -> dict:
+    def __call__(self, row: dict, idx: int = 0) -> dict:
         pm = self.prompt_messages(row, idx)
         if any(not isinstance(m.get('content'), str) for m in pm):
             raise DataError(f"example {idx}: every prompt message needs a string `content` (strategy `{self.name}`)")
-        prompt = (pm[-1]['content'] if self.raw else self.render_chat(pm, add_generation_prompt=True))
+        prompt = pm[-1]['content'] if self.raw else self.render_chat(pm, add_generation_prompt=True)
         if self.kind == 'grpo':
             out = {'prompt': prompt}
             fa = self.ds.get('field_answer') or 'answer'
-            if fa in row: out['answer'] = str(row[fa])
+            if fa in row:
+                out['answer'] = str(row[fa])
             return out
         if self.kind == 'kto':
             fc, fl = self.field('completion', 'completion'), self.field('label', 'label')
             lab = _need(row, fl, self.name, idx, (bool,))
-            return {'prompt': prompt, 'completion': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx), 'label': lab}
-        fc, fr = self.field('chosen', 'chosen_response' if self.variant == 'argilla' else 'chosen'), self.field('rejected', 'rejected_response' if self.variant == 'argilla' else 'rejected')
-        return {'prompt': prompt, 'chosen': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx),
-                'rejected': self._reply(pm, _need(row, fr, self.name, idx, (str, list, dict)), fr, idx)}
+            return {
+                'prompt': prompt,
+                'completion': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx),
+                'label': lab,
+            }
+        fc, fr = (
+            self.field('chosen', 'chosen_response' if self.variant == 'argilla' else 'chosen'),
+            self.field('rejected', 'rejected_response' if self.variant == 'argilla' else 'rejected'),
+        )
+        return {
+            'prompt': prompt,
+            'chosen': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx),
+            'rejected': self._reply(pm, _need(row, fr, self.name, idx, (str, list, dict)), fr, idx),
+        }
 
     def batch(self, cols, idxs):
         rows = [self({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
         return {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
 
 # %% ../nbs/02_prompts.ipynb #9fd2bab3
-SFT_STRATEGIES = {'alpaca': Alpaca, 'completion': Completion, 'pretrain': Completion, 'input_output': InputOutput, 'chat_template': ChatTemplate}
+SFT_STRATEGIES = {
+    'alpaca': Alpaca,
+    'completion': Completion,
+    'pretrain': Completion,
+    'input_output': InputOutput,
+    'chat_template': ChatTemplate,
+}
 
-def get_strategy(ds:dict, tokenizer, cfg=None) -> Strategy:
+
+def get_strategy(ds: dict, tokenizer, cfg=None) -> Strategy:
     "The prompt strategy for dataset entry `ds` (`cfg.rl` selects preference / KTO / GRPO rows)."
     rl, t = _get(cfg, 'rl') if cfg is not None else None, ds.get('type')
-    if rl in ('dpo', 'ipo', 'orpo', 'simpo', 'kto', 'grpo'): return Preference(ds, tokenizer, cfg, kind=rl if rl in ('kto', 'grpo') else 'dpo')
+    if rl in ('dpo', 'ipo', 'orpo', 'simpo', 'kto', 'grpo'):
+        return Preference(ds, tokenizer, cfg, kind=rl if rl in ('kto', 'grpo') else 'dpo')
     t = t or 'chat_template'
     base, _, style = t.partition(':')
-    if base == 'alpaca' and style: return Alpaca(ds, tokenizer, cfg, style=style)
-    if base in LEGACY_TYPES: return Legacy(ds, tokenizer, cfg, kind=base, style=style or 'instruct')
-    if base not in SFT_STRATEGIES: raise DataError(f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / alpaca:phi, or {', '.join(LEGACY_TYPES)})")
+    if base == 'alpaca' and style:
+        return Alpaca(ds, tokenizer, cfg, style=style)
+    if base in LEGACY_TYPES:
+        return Legacy(ds, tokenizer, cfg, kind=base, style=style or 'instruct')
+    if base not in SFT_STRATEGIES:
+        raise DataError(
+            f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / "
+            f"alpaca:phi, or {', '.join(LEGACY_TYPES)})"
+        )
     return SFT_STRATEGIES[base](ds, tokenizer, cfg)

