@@ -29,8 +29,6 @@ def test_lm_eval_tiny_model_local_task(tmp_path):
     assert math.isfinite(m['perplexity']) and m['perplexity'] > 1 and m['acc'] == 0.0  # random model: none right
     assert res['model'].startswith('base (')
 
-@pytest.mark.xfail(reason="needs lm_eval_tasks/lm_eval_batch_size in the config schema (CONFIG) and the `lm-eval` "
-                          "subcommand in the CLI (PKG); see /tmp/coord/LOG.md", strict=False)
 def test_lm_eval_cli_from_config_keys(tmp_path):
     (tmp_path/'c.yml').write_text(yaml.safe_dump(tiny(tmp_path, lm_eval_tasks=[TASK], lm_eval_batch_size=8)))
     r = subprocess.run([CLI, 'lm-eval', str(tmp_path/'c.yml')], capture_output=True, text=True, timeout=600,
