@@ -13,16 +13,15 @@ from .config import (
     AxolotlConfig, ConfigError, GRPODataset, KTODataset, PreferenceDataset, Problem, SFTDataset, TRLConfig, _world_size,
     dataset_model, pkg_path, resolve_path)
 from .keys import (
-    AXOLOTL_VALUES, LITERAL_KEYS, PLUGINS_OK, RENAMED, SELECTS_CHUNKED_CE, check_keys, check_templates, value_problem)
+    LITERAL_KEYS, PLUGINS_OK, RENAMED, SELECTS_CHUNKED_CE, _type_problem, check_keys, check_templates, value_problem)
 from .prepare import _has_eval, _validate, deep_merge, normalize, parse_overrides, read_yaml
 
 # %% auto #0
-__all__ = ['RULES', 'LORA_KEYS', 'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'rule',
-           'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter', 'lora_keys_need_adapter',
-           'batch_resolvable', 'one_of_each_pair', 'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source',
-           'rl_without_packing', 'method_options_match', 'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch',
-           'datasets_readable', 'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths',
-           'load_config', 'problems_of']
+__all__ = ['RULES', 'LORA_KEYS', 'rule', 'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter',
+           'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair', 'eval_needs_data',
+           'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing', 'method_options_match',
+           'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable', 'reward_model_alone',
+           'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths', 'load_config', 'problems_of']
 
 # %% ../nbs/01_rules.ipynb #37dbcb19
 RULES = []
@@ -212,50 +211,6 @@ def kto_pairs_in_batch(c, given, invalid):
                   "row's "
                   "completion in the same micro-batch, so it needs at least 2 rows",
                   "set `micro_batch_size: 2` or more")
-
-# %% ../nbs/01_rules.ipynb #d1502d39
-SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template', 'jeopardy', 'explainchoice',
-             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')  # the last six: prompts.LEGACY_TYPES
-REWARD_TYPES = {'bradley_terry.chat_template': 'reward_model', 'stepwise_supervised': 'process_reward_model'}
-PREF_TYPES = ('chat_template.default', 'chatml.intel', 'chatml.prompt_pairs', 'chatml.argilla', 'llama3.intel',
-              'llama3.prompt_pairs', 'llama3.argilla', 'prompt_pairs', 'default')
-
-AXOLOTL_TYPES = AXOLOTL_VALUES['dataset_type']
-
-def _axolotl_type(c, t:str) -> bool:
-    "Whether `t` is a prompt strategy Axolotl has for this method (so ours is missing, not the user's typo)."
-    kinds = ['sft'] if c.rl is None else ['kto'] if c.rl == 'kto' else ['dpo', 'orpo'] if c.is_preference else []
-    return any(t in AXOLOTL_TYPES[k] or t.split('.')[0] in AXOLOTL_TYPES[k] and k == 'sft' for k in kinds)
-
-ALPACA_STYLES = ('instruct', 'chat', 'chatml', 'phi')  # `alpaca:<style>` (prompts.ALPACA_STYLES)
-
-def _reward_type_problem(c, t:str, path:str) -> Problem|None:
-    "A reward model reads its one dataset type; that type needs its flag."
-    flag = 'reward_model' if c.reward_model else 'process_reward_model' if c.process_reward_model else None
-    if flag:
-        want = next(k for k, v in REWARD_TYPES.items() if v == flag)
-        if t == want: return None
-        return bad(path, f"`{flag}: true` reads `type: {want}` rows, not `{t}`", f"use `type: {want}`")
-    if t in REWARD_TYPES:
-        return bad(path, f"`type: {t}` is reward-model data: it needs `{REWARD_TYPES[t]}: true`",
-                   f"set `{REWARD_TYPES[t]}: true`")
-
-def _type_problem(c, t:str, path:str) -> Problem|None:
-    if c.reward_model or c.process_reward_model or t in REWARD_TYPES: return _reward_type_problem(c, t, path)
-    if c.rl in ('grpo', 'kto'): return None  # any column layout: the field_* keys say where things are
-    if c.rl is None and t.startswith('alpaca:') and t[7:] not in ALPACA_STYLES:
-        return bad(path, f"unknown alpaca style `{t[7:]}`", f"use `alpaca` or alpaca:{'|'.join(ALPACA_STYLES)}")
-    ours = SFT_TYPES if c.rl is None else ('kto',) if c.rl == 'kto' else PREF_TYPES
-    pref_in_sft = c.rl is None and (t in PREF_TYPES or t == 'kto')  # the likelier mistake: a missing `rl:`
-    if t.split(':')[0] not in ours and not t.startswith('kto') and not pref_in_sft and _axolotl_type(c, t):
-        return bad(path, f"not supported yet: dataset type `{t}` (an Axolotl prompt strategy)",
-                   f"use one of {', '.join(ours)} (e.g. `chat_template` with `field_messages`)")
-    if c.rl is None and t.split(':')[0] not in SFT_TYPES:
-        hint = " (a preference type: did you forget `rl: dpo`?)" if t in PREF_TYPES or t == 'kto' else ''
-        return bad(path, f"unknown SFT dataset type `{t}`{hint}", f"use one of {', '.join(SFT_TYPES)}")
-    if c.is_preference and c.rl != 'kto' and t not in PREF_TYPES:
-        return bad(path, f"`rl: {c.rl}` needs preference data (prompt/chosen/rejected); `{t}` is not a preference type",
-                   f"use `type: chat_template.default` or one of {', '.join(PREF_TYPES)}")
 
 # %% ../nbs/01_rules.ipynb #0a05c219
 @rule
