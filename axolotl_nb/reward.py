@@ -31,9 +31,9 @@ from .run import Method, load_trained
 from .trainer import build_callbacks, build_training_args, steps_per_epoch
 
 # %% auto #0
-__all__ = ['HEADS', 'REWARD', 'PRM', 'bradley_terry_loss', 'bt_conversations', 'chat_ids', 'bt_row', 'stepwise_row',
-           'load_reward_data', 'head_cfg', 'pairwise_step', 'stepwise_step', 'RewardTrainer', 'build_reward_trainer',
-           'reward_metrics', 'method', 'train', 'evaluate', 'score']
+__all__ = ['REWARD', 'PRM', 'bradley_terry_loss', 'bt_conversations', 'chat_ids', 'bt_row', 'stepwise_row', 'load_reward_data',
+           'head_cfg', 'pairwise_step', 'stepwise_step', 'RewardTrainer', 'build_reward_trainer', 'reward_metrics',
+           'method', 'train', 'evaluate', 'score']
 
 # %% ../nbs/14_reward.ipynb #a8908298
 def bradley_terry_loss(chosen:Tensor, # (n,) rewards of the chosen conversations
@@ -127,20 +127,13 @@ def load_reward_data(cfg:AxolotlConfig, tokenizer) -> tuple[Dataset, Optional[Da
                            sequence_len=cfg.sequence_len)
     return train, ev, rep
 
-# %% ../nbs/14_reward.ipynb #b51703be
-HEADS = {False: ('AutoModelForSequenceClassification', 1), True: ('AutoModelForTokenClassification', 2)}
-
+# %% ../nbs/14_reward.ipynb #df9fce38
 def head_cfg(cfg:AxolotlConfig, # the run config
              prm:Optional[bool]=None, # process reward model (default: `cfg.process_reward_model`)
             ) -> AxolotlConfig:
-    "`cfg` loading the classification model a (process) reward model trains: class, `num_labels`, trained head."
+    "`cfg` marked as a reward model (or a process reward model) for the model loader."
     prm = _is_prm(cfg) if prm is None else prm
-    cls, n = HEADS[prm]
-    over = dict(cfg.model_config_overrides or {}) | {'num_labels': getattr(cfg, 'num_labels', None) or n}
-    save = list(cfg.lora_modules_to_save or [])
-    if cfg.adapter and 'score' not in save: save.append('score')
-    return cfg.model_copy(update=dict(model_type=cfg.model_type or cls, model_config_overrides=over,
-                                      lora_modules_to_save=save or None))
+    return cfg.model_copy(update={'reward_model': not prm, 'process_reward_model': prm})
 
 # %% ../nbs/14_reward.ipynb #743dedf4
 def pairwise_step(model, inputs:dict, center:Optional[float]=None) -> tuple[Tensor, dict]:
@@ -223,10 +216,10 @@ def build_reward_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=
 
 # %% ../nbs/14_reward.ipynb #e5639435
 def reward_metrics(log_history:list[dict]) -> dict:
-    "The last logged training accuracy / margin and the last eval accuracy / margin."
+    "The last logged accuracy, margin and mean reward, training and eval."
     out = {}
     for h in log_history:
-        out |= {k: v for k, v in h.items() if k.split('eval_')[-1] in ('accuracy', 'margin')}
+        out |= {k: v for k, v in h.items() if k.split('eval_')[-1] in ('accuracy', 'margin', 'mean_reward')}
     return out
 
 REWARD = Method('reward', load_data=load_reward_data, build_trainer=build_reward_trainer, metrics=reward_metrics)
