@@ -50,7 +50,10 @@ def test_resume_after_sigkill_matches_uninterrupted(workdir):
     log = open(workdir/'killed.log', 'w')  # a file, not a pipe: nobody reads while we poll, so a pipe could fill and block
     p, ck = cli('train', cfg, stdout=log, stderr=subprocess.STDOUT), workdir/'killed'/'checkpoint-4'/'trainer_state.json'
     t0 = time.time()
-    while not ck.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
+    def written(f:Path) -> bool:  # complete JSON: a kill while HF writes it would (rightly) make auto-resume skip it
+        try: return bool(json.loads(f.read_text()))
+        except (OSError, ValueError): return False
+    while not written(ck) and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
     assert ck.exists(), (workdir/'killed.log').read_text()[-3000:]
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL
