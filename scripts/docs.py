@@ -212,7 +212,8 @@ def build_pages() -> dict:
         for k, c in enumerate(cells):  # valid nbformat 4.5: an id each, no nbdev execution timings in metadata
             c['id'] = f'c{k}'
             c['metadata'] = {'tags': c['metadata']['tags']} if 'tags' in c.get('metadata', {}) else {}
-        nb_out = dict(cells=cells, metadata=nb_meta(), nbformat=4, nbformat_minor=5)
+        meta = nb_meta() | {'axolotl_nb': {'source': src.relative_to(NBS).as_posix()}}  # the site test reads it
+        nb_out = dict(cells=cells, metadata=meta, nbformat=4, nbformat_minor=5)
         (SITE/page).parent.mkdir(parents=True, exist_ok=True)
         (SITE/page).write_text(json.dumps(nb_out, indent=1, ensure_ascii=False))
     shutil.copy(ROOT/'docs'/'benchmarks.md', SITE/'benchmarks.md')
