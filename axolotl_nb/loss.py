@@ -217,9 +217,9 @@ class ChunkedLMOutput(ModelOutput):
     logps: Optional[Tensor] = None # (B,) summed log-probs of each row's scored tokens (`chunked_loss={'logps':True}`)
     n_tokens: Optional[Tensor] = None # (B,) scored tokens per row
 
-def _loss_from_hidden(self, hidden:Tensor, labels:Tensor, n, opts:dict) -> ChunkedLMOutput:
+def _loss_from_hidden(self, hidden:Tensor, labels:Tensor, n, opts:dict, config=None) -> ChunkedLMOutput:
     "The chunked loss (or log-probs) of causal LM `self` from its final hidden states."
-    o, head = {**head_opts(self.config), **opts}, self.get_output_embeddings()
+    o, head = {**head_opts(config or self.config), **opts}, self.get_output_embeddings()
     chunk, logps = o.pop('chunk_size', None) or auto_chunk(head.weight.shape[0]), o.pop('logps', False)
     impl = o.pop('impl', 'chunked')  # 'cce' / 'liger': their fused kernels (`loss_impl`), where they apply
     if logps:
@@ -245,17 +245,17 @@ def add_chunked_loss(model:nn.Module) -> nn.Module:
     "Let `model(..., labels=, chunked_loss={...})` compute the loss from hidden states; other calls are unchanged."
     m = causal_lm(model)
     if getattr(m, '_chunked_loss', False): return model
-    orig = m.forward
+    orig, conf = m.forward, m.config  # the config as loaded: ZeRO-3's engine may shadow `self.config` with a dict
     @functools.wraps(type(m).forward)  # keeps the signature `generate` checks
     def forward(self, *args, labels=None, num_items_in_batch=None, chunked_loss=None, **kw):
-        moe = getattr(self.config.get_text_config(), 'output_router_logits', False)
+        moe = getattr(conf.get_text_config(), 'output_router_logits', False)
         if chunked_loss is None or labels is None or (moe and not chunked_loss.get('logps')):
             given = dict(labels=labels, num_items_in_batch=num_items_in_batch)
             kw.update({k: v for k, v in given.items() if v is not None})
             return orig(*args, **kw)
         kw.pop('logits_to_keep', None)
         hidden = self.base_model(*args, **{**kw, 'use_cache': False})[0]
-        return _loss_from_hidden(self, hidden, labels, num_items_in_batch, dict(chunked_loss))
+        return _loss_from_hidden(self, hidden, labels, num_items_in_batch, dict(chunked_loss), conf)
     m.forward, m._chunked_loss = types.MethodType(forward, m), True
     return model
 

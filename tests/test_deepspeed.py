@@ -137,6 +137,8 @@ def test_zero3_lora_checkpoint_merges(d):
     assert (b - base).abs().max() > 1e-3, 'the merged model equals the base: the adapter was lost'
 
 
+@pytest.mark.skipif(not os.environ.get('AXOLOTL_NB_SLOW'),
+                    reason='slow (two 120-step 2-rank runs, ~3-9 min): set AXOLOTL_NB_SLOW=1')
 def test_kill_then_auto_resume_reaches_same_losses(d):
     "ZeRO-2: kill -9 the whole torchrun job after a checkpoint, rerun with auto_resume: the uninterrupted losses."
     kw = dict(deepspeed='zero2', max_steps=KILL_STEPS, save_steps=KILL_SAVE, auto_resume_from_checkpoints=True)
