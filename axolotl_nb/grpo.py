@@ -40,34 +40,48 @@ def group_advantages(rewards:Tensor, # (n_prompts × G,) rewards, the G completi
 ANSWER_RE = re.compile(r'answer\s*[:=]', re.IGNORECASE)
 NUMBER_RE = re.compile(r'-?\d+(?:[.,]\d+)*')
 
+
 def completion_text(c) -> str:
     "The text of a completion (a string, or the last message of a conversational completion)."
-    if isinstance(c, str): return c
-    if isinstance(c, list) and c: return str(c[-1].get('content', '')) if isinstance(c[-1], dict) else str(c[-1])
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list) and c:
+        return str(c[-1].get('content', '')) if isinstance(c[-1], dict) else str(c[-1])
     return str(c)
 
-def extract_answer(text:str) -> str:
+
+def extract_answer(text: str) -> str:
     "The final answer in `text`: after the last `Answer:`, else the last number, else the stripped text; normalized."
     parts = ANSWER_RE.split(text)
-    if len(parts) > 1: s = parts[-1]
+    if len(parts) > 1:
+        s = parts[-1]
     else:
         nums = NUMBER_RE.findall(text)
         s = nums[-1] if nums else text
     s = s.strip().splitlines()[0] if s.strip() else ''
     return s.strip().strip('.').replace(',', '').lower()
 
-def reward_exact_answer(prompts:list=None, completions:list=None, answer:list=None, **kw) -> list[float]:
+
+def reward_exact_answer(prompts: list = None, completions: list = None, answer: list = None, **kw) -> list[float]:
     "1.0 where the completion's extracted answer equals the reference `answer` column, else 0.0."
-    if answer is None: raise UserError("reward_exact_answer needs an `answer` column — set `field_answer` on the dataset")
+    if answer is None:
+        raise UserError("reward_exact_answer needs an `answer` column — set `field_answer` on the dataset")
     return [float(extract_answer(completion_text(c)) == extract_answer(str(a))) for c, a in zip(completions, answer)]
 
-def reward_format(prompts:list=None, completions:list=None, **kw) -> list[float]:
+
+def reward_format(prompts: list = None, completions: list = None, **kw) -> list[float]:
     "1.0 where the completion ends with exactly one `Answer: …` line, else 0.0."
     out = []
     for c in completions:
         lines = [l for l in completion_text(c).strip().splitlines() if l.strip()]
-        out.append(float(bool(lines) and len(ANSWER_RE.findall(completion_text(c))) == 1 and bool(ANSWER_RE.match(lines[-1].strip()))
-                         and bool(ANSWER_RE.split(lines[-1])[-1].strip())))
+        out.append(
+            float(
+                bool(lines)
+                and len(ANSWER_RE.findall(completion_text(c))) == 1
+                and bool(ANSWER_RE.match(lines[-1].strip()))
+                and bool(ANSWER_RE.split(lines[-1])[-1].strip())
+            )
+        )
     return out
 
 # %% ../nbs/13_grpo.ipynb #e8cba0f8
@@ -83,69 +97,101 @@ def _local_origin(top:str, search:list[Path]) -> Optional[Path]:
 def _say(msg:str): print(msg, file=sys.stderr)
 
 # %% ../nbs/13_grpo.ipynb #6117003f
-def load_reward_func(name:str, # a built-in name or `module.function`
-                     search:list[Path]=(), # folders searched for modules (the config's folder, cwd)
-                     trust_remote_code:bool=False, # allow modules found in `search`
-                     say:Callable=_say) -> Callable:
+def load_reward_func(
+    name: str,  # a built-in name or `module.function`
+    search: list[Path] = (),  # folders searched for modules (the config's folder, cwd)
+    trust_remote_code: bool = False,  # allow modules found in `search`
+    say: Callable = _say,
+) -> Callable:
     "A reward function from a built-in name or a dotted `module.function` path (imported now)."
-    if name in BUILTIN_REWARDS: return BUILTIN_REWARDS[name]
+    if name in BUILTIN_REWARDS:
+        return BUILTIN_REWARDS[name]
     mod, _, fn = name.rpartition('.')
-    if not mod: raise UserError(f"trl.reward_funcs: `{name}` is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor a "
-                                "dotted path `module.function` — fix: e.g. `axolotl_nb.grpo.reward_format` or `my_rewards.score`")
+    if not mod:
+        raise UserError(
+            f"trl.reward_funcs: `{name}` is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor a "
+            "dotted path `module.function` — fix: e.g. `axolotl_nb.grpo.reward_format` or `my_rewards.score`"
+        )
     added = [str(p) for p in search if str(p) not in sys.path]
     sys.path[:0] = added
     try:
         local = _local_origin(mod.split('.')[0], search)
         if local and not trust_remote_code:
-            raise UserError(f"trl.reward_funcs: `{name}` would run {local}, code from the config's folder or the working "
-                            "directory — set `trust_remote_code: true` to allow it")
+            raise UserError(
+                f"trl.reward_funcs: `{name}` would run {local}, code from the config's folder or the working "
+                "directory — set `trust_remote_code: true` to allow it"
+            )
         m = importlib.import_module(mod)
     except ModuleNotFoundError as e:
-        raise UserError(f"trl.reward_funcs: cannot import module `{mod}` for `{name}` ({e.msg}) — fix: put "
-                        f"`{mod.replace('.', '/')}.py` next to the config or on PYTHONPATH, or install its package") from None
+        raise UserError(
+            f"trl.reward_funcs: cannot import module `{mod}` for `{name}` ({e.msg}) — fix: put "
+            f"`{mod.replace('.', '/')}.py` next to the config or on PYTHONPATH, or install its package"
+        ) from None
     finally:
-        for p in added: sys.path.remove(p)
+        for p in added:
+            sys.path.remove(p)
     f = getattr(m, fn, None)
-    if not callable(f): raise UserError(f"trl.reward_funcs: module `{mod}` has no function `{fn}` — fix: check `{name}`")
-    if local: say(f"trl.reward_funcs: running `{fn}` from {m.__file__} (trust_remote_code: true)")
+    if not callable(f):
+        raise UserError(f"trl.reward_funcs: module `{mod}` has no function `{fn}` — fix: check `{name}`")
+    if local:
+        say(f"trl.reward_funcs: running `{fn}` from {m.__file__} (trust_remote_code: true)")
     return f
 
-def load_reward_funcs(cfg:AxolotlConfig) -> list[Callable]:
+
+def load_reward_funcs(cfg: AxolotlConfig) -> list[Callable]:
     "The reward functions `cfg.trl.reward_funcs` names, in order."
     search = [Path.cwd(), Path(cfg.config_dir)]
     return [load_reward_func(n, search, cfg.trust_remote_code) for n in cfg.trl.reward_funcs or []]
 
 # %% ../nbs/13_grpo.ipynb #ec2d5e8c
-def check_vllm_server(host:str='0.0.0.0', port:int=8000, timeout:float=2.0) -> None:
+def check_vllm_server(host: str = '0.0.0.0', port: int = 8000, timeout: float = 2.0) -> None:
     "Raise `UserError` unless something accepts TCP connections at host:port."
     h = '127.0.0.1' if host in ('0.0.0.0', '') else host
     try:
-        with socket.create_connection((h, port), timeout=timeout): pass
+        with socket.create_connection((h, port), timeout=timeout):
+            pass
     except OSError as e:
-        raise UserError(f"trl.use_vllm is set but no vLLM server answers at {host}:{port} ({e.strerror or e}) — fix: start one with "
-                        f"`trl vllm-serve --model <base_model> --port {port}`, set trl.vllm_server_host/vllm_server_port, "
-                        "or set `trl.use_vllm: false` to generate with transformers") from None
+        raise UserError(
+            f"trl.use_vllm is set but no vLLM server answers at {host}:{port} ({e.strerror or e}) "
+            "— fix: start one with "
+            f"`trl vllm-serve --model <base_model> --port {port}`, set trl.vllm_server_host/vllm_server_port, "
+            "or set `trl.use_vllm: false` to generate with transformers"
+        ) from None
 
 # %% ../nbs/13_grpo.ipynb #46cb182d
-def grpo_args(cfg:AxolotlConfig, **extra) -> dict:
+def grpo_args(cfg: AxolotlConfig, **extra) -> dict:
     "`GRPOConfig` keyword arguments for `cfg`."
     t = cfg.trl
-    kw = build_training_args(cfg) | dict(num_generations=t.num_generations or 8, beta=t.beta if t.beta is not None else 0.0,
-                                          max_completion_length=t.max_completion_length or 256)
+    kw = build_training_args(cfg) | dict(
+        num_generations=t.num_generations or 8,
+        beta=t.beta if t.beta is not None else 0.0,
+        max_completion_length=t.max_completion_length or 256,
+    )
     for k in ('temperature', 'top_p', 'num_iterations', 'epsilon', 'loss_type', 'log_completions', 'reward_weights'):
-        if getattr(t, k) is not None: kw[k] = getattr(t, k)
-    if t.scale_rewards is not None: kw['scale_rewards'] = 'group' if t.scale_rewards else 'none'
+        if getattr(t, k) is not None:
+            kw[k] = getattr(t, k)
+    if t.scale_rewards is not None:
+        kw['scale_rewards'] = 'group' if t.scale_rewards else 'none'
     if t.use_vllm:
-        kw |= dict(use_vllm=True, vllm_mode='server', vllm_server_host=t.vllm_server_host or '0.0.0.0',
-                   vllm_server_port=t.vllm_server_port or 8000, vllm_server_timeout=t.vllm_server_timeout or 240.0)
+        kw |= dict(
+            use_vllm=True,
+            vllm_mode='server',
+            vllm_server_host=t.vllm_server_host or '0.0.0.0',
+            vllm_server_port=t.vllm_server_port or 8000,
+            vllm_server_timeout=t.vllm_server_timeout or 240.0,
+        )
     return kw | extra
 
-def truncate_prompts(ds, tokenizer, max_prompt_length:Optional[int]):
+
+def truncate_prompts(ds, tokenizer, max_prompt_length: Optional[int]):
     "Keep the last `max_prompt_length` tokens of each prompt (TRL 1.16's GRPO has no prompt truncation of its own)."
-    if ds is None or not max_prompt_length: return ds
+    if ds is None or not max_prompt_length:
+        return ds
+
     def cut(r):
         ids = tokenizer(r['prompt'], add_special_tokens=False)['input_ids']
         return {'prompt': tokenizer.decode(ids[-max_prompt_length:]) if len(ids) > max_prompt_length else r['prompt']}
+
     return ds.map(cut, desc='truncating prompts')
 
 # %% ../nbs/13_grpo.ipynb #41aa8ca8

@@ -66,21 +66,34 @@ def ipo_loss(chosen_logps:Tensor, rejected_logps:Tensor, ref_chosen_logps:Tensor
     return PrefLoss((h - 1 / (2 * beta)) ** 2, (beta * cl).detach(), (beta * rl).detach(), {})
 
 # %% ../nbs/12_preference.ipynb #c881b353
-def log1mexp(x:Tensor) -> Tensor:
+def log1mexp(x: Tensor) -> Tensor:
     "Numerically stable log(1 - exp(x)) for x < 0."
     return torch.where(x < -math.log(2), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
-def orpo_loss(chosen_logps:Tensor, rejected_logps:Tensor, chosen_len:Tensor, rejected_len:Tensor,
-              alpha:float=0.1, # λ (`orpo_alpha`): weight of the odds-ratio term
-              nll:Optional[Tensor]=None, # SFT loss of the chosen answers; default: per-sequence mean token NLL
-             ) -> PrefLoss:
+
+def orpo_loss(
+    chosen_logps: Tensor,
+    rejected_logps: Tensor,
+    chosen_len: Tensor,
+    rejected_len: Tensor,
+    alpha: float = 0.1,  # λ (`orpo_alpha`): weight of the odds-ratio term
+    nll: Optional[Tensor] = None,  # SFT loss of the chosen answers; default: per-sequence mean token NLL
+) -> PrefLoss:
     "ORPO loss: chosen NLL minus λ·log σ(log odds ratio)."
     ac, ar = chosen_logps.float() / chosen_len.clamp(min=1), rejected_logps.float() / rejected_len.clamp(min=1)
     log_odds = (ac - ar) - (log1mexp(ac) - log1mexp(ar))
     ratio = F.logsigmoid(log_odds)
     nll = -ac if nll is None else nll
-    return PrefLoss(nll - alpha * ratio, (alpha * ac).detach(), (alpha * ar).detach(),
-                    {'nll_loss': nll.detach().mean(), 'log_odds_ratio': ratio.detach().mean(), 'log_odds_chosen': log_odds.detach().mean()})
+    return PrefLoss(
+        nll - alpha * ratio,
+        (alpha * ac).detach(),
+        (alpha * ar).detach(),
+        {
+            'nll_loss': nll.detach().mean(),
+            'log_odds_ratio': ratio.detach().mean(),
+            'log_odds_chosen': log_odds.detach().mean(),
+        },
+    )
 
 # %% ../nbs/12_preference.ipynb #732502af
 def kto_loss(logps:Tensor, # policy log p(y|x) of each completion
@@ -136,43 +149,69 @@ def _render(tok, prompt, completion) -> tuple[str, str]:
         eos = tok.eos_token or ''
         return prompt, completion if completion.rstrip().endswith(eos) else completion + eos
     msgs = [{'role': 'user', 'content': prompt}] if isinstance(prompt, str) else list(prompt)
-    comp = [{'role': 'assistant', 'content': completion}] if isinstance(completion,
-                                                                        str) else [completion] if isinstance(completion, dict) else list(completion)
+    comp = (
+        [{'role': 'assistant', 'content': completion}]
+        if isinstance(completion, str)
+        else [completion]
+        if isinstance(completion, dict)
+        else list(completion)
+    )
     p = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     full = tok.apply_chat_template(msgs + comp, tokenize=False)
-    if not full.startswith(p): raise UserError("the chat template renders the prompt differently with and without the answer; "
-                                               "cannot split prompt from completion — set `chat_template: chatml`")
-    return p, full[len(p):]
+    if not full.startswith(p):
+        raise UserError(
+            "the chat template renders the prompt differently with and without the answer; "
+            "cannot split prompt from completion — set `chat_template: chatml`"
+        )
+    return p, full[len(p) :]
 
-def _ids(tok, text:str, special:bool) -> list[int]:
-    if special and tok.bos_token and text.startswith(tok.bos_token): special = False  # template already wrote BOS
+
+def _ids(tok, text: str, special: bool) -> list[int]:
+    if special and tok.bos_token and text.startswith(tok.bos_token):
+        special = False  # template already wrote BOS
     return tok(text, add_special_tokens=special)['input_ids']
 
-def _fit(p:list[int], c:list[int], max_len:int, max_prompt:Optional[int], max_comp:Optional[int]) -> tuple[list, list]:
-    if max_prompt: p = p[-max_prompt:]
-    if max_comp: c = c[:max_comp]
-    if len(p) + len(c) > max_len: p = p[-max(max_len - len(c), max_len // 2):]
-    return p, c[:max_len - len(p)]
 
-def tokenize_row(row:dict, tok, max_length:int=2048, max_prompt_length:Optional[int]=None,
-                 max_completion_length:Optional[int]=None) -> dict:
+def _fit(
+    p: list[int], c: list[int], max_len: int, max_prompt: Optional[int], max_comp: Optional[int]
+) -> tuple[list, list]:
+    if max_prompt:
+        p = p[-max_prompt:]
+    if max_comp:
+        c = c[:max_comp]
+    if len(p) + len(c) > max_len:
+        p = p[-max(max_len - len(c), max_len // 2) :]
+    return p, c[: max_len - len(p)]
+
+
+def tokenize_row(
+    row: dict,
+    tok,
+    max_length: int = 2048,
+    max_prompt_length: Optional[int] = None,
+    max_completion_length: Optional[int] = None,
+) -> dict:
     "Token ids for one preference (prompt/chosen/rejected) or KTO (prompt/completion/label) row."
     keys = ('chosen', 'rejected') if 'chosen' in row else ('completion',)
     rendered = [_render(tok, row['prompt'], row[k]) for k in keys]
     comps = [_ids(tok, c, False) for _, c in rendered]
     longest = max(comps, key=len)  # the prompt is shared, so it is truncated for the longest completion
     pi, _ = _fit(_ids(tok, rendered[0][0], True), longest, max_length, max_prompt_length, max_completion_length)
-    out = {'prompt_ids': pi} | {f'{k}_ids': _fit(pi, c, max_length, None, max_completion_length)[1] for k,
-                                c in zip(keys, comps)}
-    if 'label' in row: out['label'] = bool(row['label'])
+    out = {'prompt_ids': pi} | {
+        f'{k}_ids': _fit(pi, c, max_length, None, max_completion_length)[1] for k, c in zip(keys, comps)
+    }
+    if 'label' in row:
+        out['label'] = bool(row['label'])
     return out
 
 # %% ../nbs/12_preference.ipynb #9e40b9e5
 @dataclass
 class PreferenceCollator:
     "Pads tokenized preference/KTO rows into one `[first half; second half]` batch with completion-only labels."
-    pad_token_id: int # id used for padding (masked out of attention and labels)
-    def _pad(self, seqs:list[tuple[list, list]]) -> dict:
+
+    pad_token_id: int  # id used for padding (masked out of attention and labels)
+
+    def _pad(self, seqs: list[tuple[list, list]]) -> dict:
         L = max(len(p) + len(c) for p, c in seqs)
         ids = torch.full((len(seqs), L), self.pad_token_id, dtype=torch.long)
         att, lab = torch.zeros_like(ids), torch.full_like(ids, -100)
@@ -180,15 +219,19 @@ class PreferenceCollator:
             n = len(p) + len(c)
             ids[i, :n] = torch.tensor(p + c)
             att[i, :n] = 1
-            lab[i, len(p):n] = torch.tensor(c)
+            lab[i, len(p) : n] = torch.tensor(c)
         return dict(input_ids=ids, attention_mask=att, labels=lab)
-    def __call__(self, rows:list[dict]) -> dict:
+
+    def __call__(self, rows: list[dict]) -> dict:
         if 'chosen_ids' in rows[0]:
-            return self._pad([(r['prompt_ids'], r['chosen_ids']) for r in rows] + [(r['prompt_ids'],
-                                                                                    r['rejected_ids']) for r in rows])
+            return self._pad(
+                [(r['prompt_ids'], r['chosen_ids']) for r in rows]
+                + [(r['prompt_ids'], r['rejected_ids']) for r in rows]
+            )
         kl = [(r['prompt_ids'], rows[(i + 1) % len(rows)]['completion_ids']) for i, r in enumerate(rows)]
-        return self._pad([(r['prompt_ids'],
-                           r['completion_ids']) for r in rows] + kl) | {'label': torch.tensor([r['label'] for r in rows])}
+        return self._pad([(r['prompt_ids'], r['completion_ids']) for r in rows] + kl) | {
+            'label': torch.tensor([r['label'] for r in rows])
+        }
 
 # %% ../nbs/12_preference.ipynb #bd29713e
 NEEDS_REF = ('dpo', 'ipo', 'kto') # methods that compare against a reference model (ORPO and SimPO do not)
@@ -345,19 +388,34 @@ def preference_kwargs(cfg:AxolotlConfig, model, tokenizer, kind:str) -> dict:
     return {}
 
 # %% ../nbs/12_preference.ipynb #ee3e0a3a
-def build_preference_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, # what the run loaded
-                             ref_model=None, # frozen reference (see `preference_kwargs`)
-                             callbacks:Optional[list]=None, # default: `build_callbacks(cfg)`
-                             **extra) -> PreferenceTrainer: # `TrainingArguments` overrides
+def build_preference_trainer(
+    cfg: AxolotlConfig,
+    model,
+    tokenizer,
+    train_ds,
+    eval_ds=None,  # what the run loaded
+    ref_model=None,  # frozen reference (see `preference_kwargs`)
+    callbacks: Optional[list] = None,  # default: `build_callbacks(cfg)`
+    **extra,
+) -> PreferenceTrainer:  # `TrainingArguments` overrides
     "A `PreferenceTrainer` for `cfg`."
-    if not cfg.is_preference: raise UserError(f"rl: {cfg.rl} is not a preference method (dpo, ipo, orpo, kto, simpo)")
+    if not cfg.is_preference:
+        raise UserError(f"rl: {cfg.rl} is not a preference method (dpo, ipo, orpo, kto, simpo)")
     spe = None
-    if train_ds is not None: spe = steps_per_epoch(cfg,
-                                                   math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size())))
+    if train_ds is not None:
+        spe = steps_per_epoch(cfg, math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size())))
     args = TrainingArguments(**build_training_args(cfg, steps_per_epoch=spe, **extra))
-    return PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, data_collator=PreferenceCollator(tokenizer.pad_token_id),
-                             callbacks=callbacks or build_callbacks(cfg), pref=PrefArgs.from_cfg(cfg), ref_model=ref_model)
+    return PreferenceTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        data_collator=PreferenceCollator(tokenizer.pad_token_id),
+        callbacks=callbacks or build_callbacks(cfg),
+        pref=PrefArgs.from_cfg(cfg),
+        ref_model=ref_model,
+    )
 
 # %% ../nbs/12_preference.ipynb #b8d9e0f1
 PREF_METRICS = ('kl', 'nll_loss', 'log_odds_ratio', 'log_odds_chosen')

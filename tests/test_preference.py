@@ -1,4 +1,5 @@
 "End-to-end CLI tests for preference training (DPO/ORPO/KTO) and GRPO error paths, on a tiny random model."
+
 import json, os, socket, subprocess, sys
 from pathlib import Path
 
@@ -22,22 +23,42 @@ def work(tmp_path_factory):
     save_tiny_model(d / 'tiny', tokenizer=toy_tokenizer())
     (d / 'pref.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(48)))
     (d / 'kto.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(48, kto=True)))
-    (d / 'prompts.jsonl').write_text(''.join(json.dumps({'prompt': 'please help me', 'answer': 'thank'}) + '\n' for _ in range(16)))
+    (d / 'prompts.jsonl').write_text(
+        ''.join(json.dumps({'prompt': 'please help me', 'answer': 'thank'}) + '\n' for _ in range(16))
+    )
     return d
 
 
 def write_cfg(d: Path, name: str, **kw) -> Path:
-    cfg = dict(base_model=str(d / 'tiny'), adapter='lora', lora_target_linear=True, lora_r=8, lora_alpha=16,
-               val_set_size=0.25, micro_batch_size=8, max_steps=6, learning_rate=5e-3, lr_scheduler='constant',
-               sequence_len=64, output_dir=str(d / f'out-{name}'), dataset_prepared_path=str(d / 'prep'),
-               use_tensorboard=False, save_strategy='no', logging_steps=1, seed=0) | kw
+    cfg = (
+        dict(
+            base_model=str(d / 'tiny'),
+            adapter='lora',
+            lora_target_linear=True,
+            lora_r=8,
+            lora_alpha=16,
+            val_set_size=0.25,
+            micro_batch_size=8,
+            max_steps=6,
+            learning_rate=5e-3,
+            lr_scheduler='constant',
+            sequence_len=64,
+            output_dir=str(d / f'out-{name}'),
+            dataset_prepared_path=str(d / 'prep'),
+            use_tensorboard=False,
+            save_strategy='no',
+            logging_steps=1,
+            seed=0,
+        )
+        | kw
+    )
     p = d / f'{name}.yml'
     p.write_text(yaml.safe_dump(cfg))
     return p
 
 
 def test_dpo_train_evaluate_merge(work):
-    "`axolotl-nb train` with rl: dpo learns the toy preference, saves an adapter; evaluate reports rewards; merge-lora works."
+    "rl: dpo learns the toy preference and saves an adapter; evaluate reports rewards; merge-lora works."
     cfg = write_cfg(work, 'dpo', rl='dpo', datasets=[dict(path=str(work / 'pref.jsonl'), type='prompt_pairs')])
     r = run('train', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -56,7 +77,11 @@ def test_dpo_train_evaluate_merge(work):
 @pytest.mark.parametrize('rl', ['orpo', 'kto'])
 def test_switch_method_one_key(work, rl):
     "Switching `rl:` (plus the KTO dataset type) is all it takes; the method's own metrics are logged."
-    ds = [dict(path=str(work / 'kto.jsonl'), type='kto')] if rl == 'kto' else [dict(path=str(work / 'pref.jsonl'), type='prompt_pairs')]
+    ds = (
+        [dict(path=str(work / 'kto.jsonl'), type='kto')]
+        if rl == 'kto'
+        else [dict(path=str(work / 'pref.jsonl'), type='prompt_pairs')]
+    )
     cfg = write_cfg(work, rl, rl=rl, datasets=ds)
     r = run('train', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -68,10 +93,23 @@ def test_switch_method_one_key(work, rl):
 def test_grpo_vllm_unreachable(work):
     "trl.use_vllm with no server listening: a one-line error naming the address and the fix, no traceback."
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-    cfg = write_cfg(work, 'grpo', rl='grpo', datasets=[dict(path=str(work / 'prompts.jsonl'))], micro_batch_size=4,
-                    val_set_size=0.0, trl=dict(num_generations=4, reward_funcs=['exact_answer'], use_vllm=True,
-                                               vllm_server_host='127.0.0.1', vllm_server_port=port))
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    cfg = write_cfg(
+        work,
+        'grpo',
+        rl='grpo',
+        datasets=[dict(path=str(work / 'prompts.jsonl'))],
+        micro_batch_size=4,
+        val_set_size=0.0,
+        trl=dict(
+            num_generations=4,
+            reward_funcs=['exact_answer'],
+            use_vllm=True,
+            vllm_server_host='127.0.0.1',
+            vllm_server_port=port,
+        ),
+    )
     r = run('train', cfg)
     assert r.returncode != 0
     assert f'no vLLM server answers at 127.0.0.1:{port}' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
@@ -79,8 +117,15 @@ def test_grpo_vllm_unreachable(work):
 
 def test_grpo_bad_reward_path(work):
     "A reward function that cannot be imported is named in the error."
-    cfg = write_cfg(work, 'grpo_bad', rl='grpo', datasets=[dict(path=str(work / 'prompts.jsonl'))], micro_batch_size=4,
-                    val_set_size=0.0, trl=dict(num_generations=4, reward_funcs=['no_such_rewards_mod.score']))
+    cfg = write_cfg(
+        work,
+        'grpo_bad',
+        rl='grpo',
+        datasets=[dict(path=str(work / 'prompts.jsonl'))],
+        micro_batch_size=4,
+        val_set_size=0.0,
+        trl=dict(num_generations=4, reward_funcs=['no_such_rewards_mod.score']),
+    )
     r = run('train', cfg)
     assert r.returncode != 0
     assert 'cannot import module `no_such_rewards_mod`' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
