@@ -35,42 +35,85 @@ def variant(args):
     if args.model == 'tiny':
         import tempfile
         from axolotl_nb.models import save_tiny_model
-        d = Path(tempfile.mkdtemp()); save_tiny_model(d / 'tiny', hidden_size=256, num_layers=4, tokenizer=toy_tokenizer())
+        d = Path(tempfile.mkdtemp())
+        save_tiny_model(d / 'tiny', hidden_size=256, num_layers=4, tokenizer=toy_tokenizer())
         base, data = str(d / 'tiny'), toy_preferences(args.batch * (args.steps + 1))
     else:
         base, data = SMOL, rows(args.batch * (args.steps + 1))
-    cfg = load_config(dict(base_model=base, rl='dpo', adapter='lora', lora_r=16, lora_alpha=32, lora_target_linear=True,
-                           datasets=[dict(path='unused.jsonl', type='chat_template.default')], micro_batch_size=args.batch,
-                           sequence_len=256, bf16='auto', output_dir='/tmp/axolotl_nb_bench_pref', use_tensorboard=False))
+    cfg = load_config(
+        dict(
+            base_model=base,
+            rl='dpo',
+            adapter='lora',
+            lora_r=16,
+            lora_alpha=32,
+            lora_target_linear=True,
+            datasets=[dict(path='unused.jsonl', type='chat_template.default')],
+            micro_batch_size=args.batch,
+            sequence_len=256,
+            bf16='auto',
+            output_dir='/tmp/axolotl_nb_bench_pref',
+            use_tensorboard=False,
+        )
+    )
     tok = load_tokenizer(cfg)
     model = load_model(cfg, tok)
     ref = copy.deepcopy(model).eval().requires_grad_(False) if args.variant == 'copy' else None
     model = apply_lora(model, cfg)
     ds = Dataset.from_list([tokenize_row(r, tok, 256, 128, 32) for r in data])
     cuda = torch.cuda.is_available()
-    targs = TrainingArguments(output_dir=cfg.output_dir, per_device_train_batch_size=args.batch, max_steps=args.steps + 1,
-                              learning_rate=5e-4, logging_steps=1, report_to='none', remove_unused_columns=False,
-                              save_strategy='no', disable_tqdm=True, bf16=bool(cfg.bf16), seed=0)
-    tr = PreferenceTrainer(model=model, args=targs, train_dataset=ds, data_collator=PreferenceCollator(tok.pad_token_id),
-                           pref=PrefArgs(rl='dpo', beta=0.1), ref_model=ref)
+    targs = TrainingArguments(
+        output_dir=cfg.output_dir,
+        per_device_train_batch_size=args.batch,
+        max_steps=args.steps + 1,
+        learning_rate=5e-4,
+        logging_steps=1,
+        report_to='none',
+        remove_unused_columns=False,
+        save_strategy='no',
+        disable_tqdm=True,
+        bf16=bool(cfg.bf16),
+        seed=0,
+    )
+    tr = PreferenceTrainer(
+        model=model,
+        args=targs,
+        train_dataset=ds,
+        data_collator=PreferenceCollator(tok.pad_token_id),
+        pref=PrefArgs(rl='dpo', beta=0.1),
+        ref_model=ref,
+    )
     times, cpu = [], []
+
     class T(TrainerCallback):
         def on_step_begin(self, *a, **k):
-            if cuda: torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             self.t, self.c = time.perf_counter(), time.process_time()
+
         def on_step_end(self, *a, **k):
-            if cuda: torch.cuda.synchronize()
-            times.append(time.perf_counter() - self.t); cpu.append(time.process_time() - self.c)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - self.t)
+            cpu.append(time.process_time() - self.c)
+
     tr.add_callback(T())
-    if cuda: torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     tr.train()
     timed = times[1:]  # the first step is warm-up
     first = next(h['loss'] for h in tr.state.log_history if 'loss' in h)
-    res = dict(variant=args.variant, steps_per_s=len(timed) / sum(timed), cpu_s_per_step=sum(cpu[1:]) / len(timed), first_loss=first,
-               peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-               cuda_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-               device=torch.cuda.get_device_name() if cuda else f'CPU ({os.cpu_count()} cores visible)',
-               params=sum(p.numel() for p in model.parameters()), ref_params=sum(p.numel() for p in ref.parameters()) if ref else 0)
+    res = dict(
+        variant=args.variant,
+        steps_per_s=len(timed) / sum(timed),
+        cpu_s_per_step=sum(cpu[1:]) / len(timed),
+        first_loss=first,
+        peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        cuda_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        device=torch.cuda.get_device_name() if cuda else f'CPU ({os.cpu_count()} cores visible)',
+        params=sum(p.numel() for p in model.parameters()),
+        ref_params=sum(p.numel() for p in ref.parameters()) if ref else 0,
+    )
     print('RESULT ' + json.dumps(res))
 
 
@@ -86,34 +129,56 @@ def render(res, args):
         rs = res[v]
         cpu = [r['cpu_s_per_step'] for r in rs if 'cpu_s_per_step' in r]
         per_run = ' / '.join(f"{r['steps_per_s']:.4f}" for r in rs)
-        lines.append(f"| {name[v]} | {per_run} | {mean([r['steps_per_s'] for r in rs]):.4f} | {f'{mean(cpu):.1f}' if cpu else 'n/a'} | "
-                     f"{mean([r[mem] for r in rs]):.2f} | {rs[0]['ref_params']:,} | {rs[0]['first_loss']:.4f} |")
+        lines.append(
+            f"| {name[v]} | {per_run} | {mean([r['steps_per_s'] for r in rs]):.4f} | "
+            f"{f'{mean(cpu):.1f}' if cpu else 'n/a'} | "
+            f"{mean([r[mem] for r in rs]):.2f} | {rs[0]['ref_params']:,} | {rs[0]['first_loss']:.4f} |"
+        )
     sa, sc = (mean([r['steps_per_s'] for r in res[v]]) for v in ('adapter', 'copy'))
     ma, mc = (mean([r[mem] for r in res[v]]) for v in ('adapter', 'copy'))
-    cmd = ('python bench/preference.py' + (f' --model {args.model}' if args.model != 'smollm2' else '') +
-           (f' --steps {args.steps}' if args.steps != 6 else '') + (f' --batch {args.batch}' if args.batch != 4 else '') +
-           (f' --repeats {args.repeats}' if args.repeats != 2 else ''))
-    note = '' if a0['cuda_peak_gib'] is not None else (
-        f"\n\nOn CPU the wall-clock speed depends on what else runs on the box (1-min load average {os.getloadavg()[0]:.1f} on 2 cores "
-        "when this was written): runs of one variant differ by more than the variants do, so read the speeds as equal within noise "
-        "(both variants do the same work per step: a policy forward+backward and a no-grad reference forward). The memory "
-        "difference is the robust result: the copy holds a second set of base weights.")
+    cmd = (
+        'python bench/preference.py'
+        + (f' --model {args.model}' if args.model != 'smollm2' else '')
+        + (f' --steps {args.steps}' if args.steps != 6 else '')
+        + (f' --batch {args.batch}' if args.batch != 4 else '')
+        + (f' --repeats {args.repeats}' if args.repeats != 2 else '')
+    )
+    note = (
+        ''
+        if a0['cuda_peak_gib'] is not None
+        else (
+            f"\n\nOn CPU the wall-clock speed depends on what else runs on the box (1-min load average "
+            f"{os.getloadavg()[0]:.1f} on 2 cores "
+            "when this was written): runs of one variant differ by more than the variants do, so read the speeds as "
+            "equal within noise "
+            "(both variants do the same work per step: a policy forward+backward and a no-grad reference forward). "
+            "The memory "
+            "difference is the robust result: the copy holds a second set of base weights."
+        )
+    )
     md = f"""## Preference: DPO reference model (`bench/preference.py`)
 
-Command: `{cmd}` — device: {a0['device']}. Model: {'SmolLM2-135M-Instruct (offline GGUF)' if args.model == 'smollm2' else 'tiny random Llama'},
-LoRA r=16 on all linear layers, {args.batch} preference pairs per step (one concatenated chosen+rejected forward for the policy,
-one for the reference), {args.steps} timed steps after a warm-up step; each variant in its own process, the variants alternating,
+Command: `{cmd}` — device: {a0['device']}. Model: \
+{'SmolLM2-135M-Instruct (offline GGUF)' if args.model == 'smollm2' else 'tiny random Llama'},
+LoRA r=16 on all linear layers, {args.batch} preference pairs per step (one concatenated chosen+rejected forward for \
+the policy,
+one for the reference), {args.steps} timed steps after a warm-up step; each variant in its own process, the variants \
+alternating,
 {args.repeats} run(s) each, all in this one invocation.
 
-| reference | steps/s per run (wall) | mean steps/s | CPU-s per step | {memname} (GiB, mean) | reference params held | first-step loss |
+| reference | steps/s per run (wall) | mean steps/s | CPU-s per step | {memname} (GiB, mean) | reference params held \
+| first-step loss |
 |---|---|---|---|---|---|---|
 {chr(10).join(lines)}
 
-Ratio adapter/copy: speed ×{sa / sc:.2f}, memory ×{ma / mc:.2f} — the copy costs {mc - ma:.2f} GiB more (≈ one fp32 copy of the
-base weights). Both start at the closed-form DPO loss ln 2 = 0.6931 (LoRA B starts at zero, so policy == reference).{note}
+Ratio adapter/copy: speed ×{sa / sc:.2f}, memory ×{ma / mc:.2f} — the copy costs {mc - ma:.2f} GiB more (≈ one fp32 \
+copy of the
+base weights). Both start at the closed-form DPO loss ln 2 = 0.6931 (LoRA B starts at zero, so policy == \
+reference).{note}
 """
     print(md)
-    if not args.no_write: write_section('preference', md)
+    if not args.no_write:
+        write_section('preference', md)
 
 
 def main():
@@ -125,15 +190,29 @@ def main():
     ap.add_argument('--variant', choices=['adapter', 'copy'])
     ap.add_argument('--no-write', action='store_true')
     args = ap.parse_args()
-    if args.variant: return variant(args)
+    if args.variant:
+        return variant(args)
     res = {}
     for _ in range(args.repeats):
         for v in ('adapter', 'copy'):
-            cmd = [sys.executable, __file__, '--variant', v, '--model', args.model, '--steps', str(args.steps), '--batch', str(args.batch)]
+            cmd = [
+                sys.executable,
+                __file__,
+                '--variant',
+                v,
+                '--model',
+                args.model,
+                '--steps',
+                str(args.steps),
+                '--batch',
+                str(args.batch),
+            ]
             p = subprocess.run(cmd, capture_output=True, text=True)
             line = next((l for l in p.stdout.splitlines() if l.startswith('RESULT ')), None)
-            if p.returncode or not line: sys.exit(f'{v} failed:\n{p.stderr[-3000:]}')
-            r = json.loads(line[7:]); print(v, r)
+            if p.returncode or not line:
+                sys.exit(f'{v} failed:\n{p.stderr[-3000:]}')
+            r = json.loads(line[7:])
+            print(v, r)
             res.setdefault(v, []).append(r)
     render(res, args)
 
