@@ -6,7 +6,8 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/cli.html.md"""
 
 # %% ../nbs/16_cli.ipynb #b34e1aed
 from __future__ import annotations
-import argparse, sys
+import argparse, json, sys
+from pathlib import Path
 from typing import Optional
 
 from . import grpo, preference, reward, run
@@ -21,8 +22,8 @@ from .lora import merge_lora
 
 # %% auto #0
 __all__ = ['TRAIN', 'EVALUATE', 'COMMANDS', 'TOOLS', 'FLAGS', 'method', 'config_path', 'cmd_validate', 'cmd_preprocess',
-           'cmd_train', 'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_lm_eval', 'cmd_config_keys', 'parser',
-           'main']
+           'cmd_train', 'cmd_evaluate', 'cmd_merge_lora', 'cmd_inference', 'cmd_lm_eval', 'read_conversations',
+           'cmd_score', 'cmd_config_keys', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f7d702af
 TRAIN = {None: run.train, 'dpo': preference.train, 'ipo': preference.train, 'orpo': preference.train,
@@ -81,7 +82,8 @@ def cmd_merge_lora(cfg, args) -> int:
     return 0
 
 def cmd_inference(cfg, args) -> int:
-    "Generate from a prompt, a prompt file, or an interactive chat."
+    "Generate from a prompt, a prompt file, or an interactive chat; with --score, rate conversations instead."
+    if args.score: return cmd_score(cfg, args)
     inference(cfg, prompt=args.prompt, prompt_file=args.prompt_file, base_only=args.base_only, gradio=args.gradio,
               max_new_tokens=args.max_new_tokens)
     return 0
@@ -95,6 +97,27 @@ def cmd_lm_eval(cfg, args) -> int:
 
 COMMANDS = {'validate': cmd_validate, 'preprocess': cmd_preprocess, 'train': cmd_train, 'evaluate': cmd_evaluate,
             'merge-lora': cmd_merge_lora, 'inference': cmd_inference, 'lm-eval': cmd_lm_eval}
+
+# %% ../nbs/16_cli.ipynb #32349329
+def read_conversations(path:str) -> list[list[dict]]:
+    "Conversations from a JSON file (one conversation or a list) or JSONL (one per line); `{messages: …}` rows too."
+    p = Path(path)
+    if not p.is_file(): raise UserError(f"--score: {path} is not a file — give a JSON/JSONL file of conversations")
+    text = p.read_text(encoding='utf-8')
+    try: rows = [json.loads(text)] if p.suffix == '.json' else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as e: raise UserError(f"--score: {path}: not valid JSON ({e})") from None
+    if len(rows) == 1 and isinstance(rows[0], list) and rows[0] and isinstance(rows[0][0], list): rows = rows[0]
+    convs = [r.get('messages') if isinstance(r, dict) else r for r in rows]
+    if not convs or not all(isinstance(m, list) and m and all(isinstance(x, dict) for x in m) for m in convs):
+        raise UserError(f"--score: {path}: expected conversations (lists of {{role, content}} messages)")
+    return convs
+
+def cmd_score(cfg, args) -> int:
+    "Print the trained reward model's reward for each conversation in `--score FILE`."
+    if not cfg.reward_model: raise UserError("--score needs a reward model config (`reward_model: true`)")
+    rewards = reward.score(cfg, read_conversations(args.score))
+    for r in (rewards if isinstance(rewards, list) else [rewards]): print(f"{r:.6f}")
+    return 0
 
 # %% ../nbs/16_cli.ipynb #ccf8e4a0
 def cmd_config_keys(args) -> int:
@@ -115,7 +138,8 @@ FLAGS = {
                   '--prompt-file': dict(help='a file with one prompt per line'),
                   '--base-only': dict(action='store_true', help='ignore the adapter and use the base model'),
                   '--gradio': dict(action='store_true', help='serve a gradio chat UI'),
-                  '--max-new-tokens': dict(type=int, default=256, help='generation budget')},
+                  '--max-new-tokens': dict(type=int, default=256, help='generation budget'),
+                  '--score': dict(metavar='FILE', help='rate the conversations in FILE (JSON/JSONL): reward models')},
 }
 
 # %% ../nbs/16_cli.ipynb #44b7042c
