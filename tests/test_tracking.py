@@ -54,7 +54,8 @@ def test_trackers_read_back(tmp_path):
                    wandb_run_id='tinyrun01', wandb_log_model='end', wandb_mode='offline')
     (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_SILENT': 'true', 'HF_HUB_OFFLINE': '1'}
-    r = subprocess.run([CLI, 'train', str(tmp_path/'c.yml')], capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run([CLI, 'train', str(tmp_path/'c.yml')], capture_output=True, text=True, timeout=600, env=env,
+                       cwd=tmp_path)  # MLflow's sqlite store puts artifacts under ./mlruns of the cwd
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     out = tmp_path/'out'
     hist = json.loads((out/'checkpoint-4'/'trainer_state.json').read_text())['log_history']
