@@ -64,8 +64,12 @@ def silent_cells(nb_path:Path) -> list[int]:
         out.append(i)
     return out
 
-@pytest.mark.xfail(reason="tutorials are executed (slow cells included) and committed at integration", strict=False)
-@pytest.mark.parametrize('nb', TUTORIALS, ids=[p.name for p in TUTORIALS])
+NOT_YET_EXECUTED = {'dpo.ipynb'}  # executed (slow cells included) and committed at integration
+
+_pending = pytest.mark.xfail(reason="not executed into the file yet", strict=True)
+
+@pytest.mark.parametrize('nb', [pytest.param(p, id=p.name, marks=[_pending] if p.name in NOT_YET_EXECUTED else [])
+                                for p in TUTORIALS])
 def test_tutorial_fully_executed(nb):
     "Every code cell of a tutorial shows its result (install, GPU-only and import cells excepted)."
     assert not (s := silent_cells(nb)), f"{nb.relative_to(ROOT)}: code cells without output: {s}"
