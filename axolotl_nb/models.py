@@ -116,6 +116,13 @@ def _swap_in(tmp:Path, target:Path, replace:bool) -> None:
     if old is not None: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/06_models.ipynb #12e8caf0
+def _honour_umask(d:Path):
+    "Give files written through temp files (mode 0600: safetensors, tempfile) the umask's mode, like `open` would."
+    u = os.umask(0)
+    os.umask(u)
+    for f in d.rglob('*'):
+        if f.is_file() and not f.is_symlink(): os.chmod(f, 0o666 & ~u)
+
 @contextlib.contextmanager
 def atomic_dir(target:str|Path, # the folder to create
                replace:bool=True, # replace an existing `target`; if False a concurrent winner is kept
@@ -128,6 +135,7 @@ def atomic_dir(target:str|Path, # the folder to create
     tmp = _own_dir(target.parent/f'.{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
     try:
         yield tmp
+        _honour_umask(tmp)
         _swap_in(tmp, target, replace)
     except BaseException as e:
         err = _disk_full(e, tmp, target, need_bytes) if _no_space(e) else None
