@@ -19,7 +19,8 @@ from .config import UserError
 __all__ = ['IGNORE', 'CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'FALLBACK', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT',
            'ALPACA_PROMPT_NO_INPUT', 'LEGACY_TYPES', 'DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS',
            'SFT_STRATEGIES', 'DataError', 'resolve_chat_template', 'compile_template', 'label_view', 'encode_spans',
-           'Strategy', 'Alpaca', 'Legacy', 'Completion', 'InputOutput', 'ChatTemplate', 'Preference', 'get_strategy']
+           'columns', 'Strategy', 'Alpaca', 'Legacy', 'Completion', 'InputOutput', 'ChatTemplate', 'Preference',
+           'get_strategy']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
@@ -180,6 +181,12 @@ def encode_spans(
     return all_ids, all_labels
 
 # %% ../nbs/02_prompts.ipynb #67f6de06
+def columns(ids:list[list[int]], labs:list[list[int]]) -> dict[str, list]:
+    "The tokenized columns every strategy returns: input_ids, labels, attention_mask, length."
+    mask, length = [[1] * len(x) for x in ids], [len(x) for x in ids]
+    return {'input_ids': ids, 'labels': labs, 'attention_mask': mask, 'length': length}
+
+
 class Strategy:
     "Base prompt strategy: subclasses implement `render(row, idx) -> (text, trained_ranges)`."
 
@@ -207,12 +214,7 @@ class Strategy:
             n = self.seq_len
             ids = [x[i : i + n] for x in ids for i in range(0, max(len(x), 1), n)]
             labs = [x[i : i + n] for x in labs for i in range(0, max(len(x), 1), n)]
-        return {
-            'input_ids': ids,
-            'labels': labs,
-            'attention_mask': [[1] * len(x) for x in ids],
-            'length': [len(x) for x in ids],
-        }
+        return columns(ids, labs)
 
     def __call__(self, row: dict, idx: int = 0) -> dict:
         out = self.batch({k: [v] for k, v in row.items()}, [idx])
@@ -309,12 +311,7 @@ def encode(self: Alpaca, row: dict, idx: int) -> tuple[list[int], list[int]]:  #
 def batch(self: Alpaca, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
-    return {
-        'input_ids': ids,
-        'labels': labs,
-        'attention_mask': [[1] * len(x) for x in ids],
-        'length': [len(x) for x in ids],
-    }
+    return columns(ids, labs)
 
 # %% ../nbs/02_prompts.ipynb #2ae0eada
 _MC = lambda need: (
@@ -398,12 +395,7 @@ class InputOutput(Strategy):
                 labs += t if (s.get('label', True) or self.train_on_inputs) else [IGNORE] * len(t)
             ids_all.append(ids)
             lab_all.append(labs)
-        return {
-            'input_ids': ids_all,
-            'labels': lab_all,
-            'attention_mask': [[1] * len(x) for x in ids_all],
-            'length': [len(x) for x in ids_all],
-        }
+        return columns(ids_all, lab_all)
 
 # %% ../nbs/02_prompts.ipynb #ad540827
 DEFAULT_ROLES = {
@@ -664,12 +656,7 @@ def encode(self: ChatTemplate, row: dict, idx: int) -> tuple[list[int], list[int
 def batch(self: ChatTemplate, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: v[j] for k, v in cols.items() if v[j] is not None}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
-    return {
-        'input_ids': ids,
-        'labels': labs,
-        'attention_mask': [[1] * len(x) for x in ids],
-        'length': [len(x) for x in ids],
-    }
+    return columns(ids, labs)
 
 # %% ../nbs/02_prompts.ipynb #4b9dfd5d
 class Preference(ChatTemplate):
