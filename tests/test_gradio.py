@@ -7,18 +7,17 @@ settings panel, sends a second turn, and sees both turns kept. The model never e
 end-of-sequence id in its generation config) and has 16 layers, so a 2000-token answer takes many seconds.
 A screenshot of the page is saved as `gradio_chat.png` in the test's tmp dir.
 """
-import json, os, re, shutil, signal, socket, subprocess, sys, time
+import os, re, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip('gradio', reason="extra `ui`: pip install 'axolotl_nb[ui]'")
 webdriver = pytest.importorskip('selenium.webdriver', reason='pip install selenium')
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from axolotl_nb.models import save_tiny_model
+from toys import chat_config
 
 CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 CHROME, DRIVER = shutil.which('chromium') or shutil.which('chromium-browser'), shutil.which('chromedriver')
@@ -35,14 +34,7 @@ def cpu_seconds(pid:int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
 
 def endless_cfg(tmp_path:Path) -> Path:
-    d = save_tiny_model(tmp_path/'tiny', num_layers=16)  # 16 layers: ~100 tokens/s on a shared CPU core
-    gc = json.loads((d/'generation_config.json').read_text())
-    (d/'generation_config.json').write_text(json.dumps(gc | {'eos_token_id': None}))
-    (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    cfg = dict(base_model=str(d), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
-               micro_batch_size=1, output_dir=str(tmp_path/'out'))
-    (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
-    return tmp_path/'c.yml'
+    return chat_config(tmp_path, endless=True, num_layers=16)  # 16 layers: ~100 tokens/s on a shared core
 
 @pytest.fixture
 def server(tmp_path):

@@ -5,30 +5,19 @@ cleanly.
 The model is a tiny random Llama. For the Ctrl-C test it is made to never end an answer by itself (no end-of-sequence
 id in its generation config), so a 2000-token answer takes seconds and there is something to interrupt.
 """
-import json, re, shutil, sys, time
+import re, shutil, sys, time
 from pathlib import Path
 
 import pexpect
-import yaml
 
 from axolotl_nb.rules import load_config
 from axolotl_nb.inference import generate, load_for_inference
-from axolotl_nb.models import save_tiny_model
+from toys import chat_config
 
 CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 ENV = {'OMP_NUM_THREADS': '1', 'TERM': 'dumb', 'PATH': str(Path(sys.executable).parent) + ':/usr/bin:/bin'}
 
-def tiny_cfg(tmp_path:Path, endless:bool=False) -> Path:
-    "Write a tiny model and a config for it; `endless`: the model never emits end-of-sequence."
-    d = save_tiny_model(tmp_path/'tiny')
-    if endless:
-        gc = json.loads((d/'generation_config.json').read_text())
-        (d/'generation_config.json').write_text(json.dumps(gc | {'eos_token_id': None}))
-    (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    cfg = dict(base_model=str(d), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
-               micro_batch_size=1, output_dir=str(tmp_path/'out'))
-    (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
-    return tmp_path/'c.yml'
+tiny_cfg = chat_config
 
 def spawn(cfg:Path, *args) -> pexpect.spawn:
     child = pexpect.spawn(CLI, ['inference', str(cfg), *args], env=ENV, encoding='utf-8', codec_errors='replace',

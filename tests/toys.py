@@ -1,5 +1,11 @@
-"Toy fixtures for fast preference / GRPO tests and notebooks: a ~40-token word-level tokenizer, separable preferences."
+"Toy fixtures for fast tests and notebooks: a ~40-token word-level tokenizer, separable preferences, a chat config."
+import json
 import random
+from pathlib import Path
+
+import yaml
+
+from axolotl_nb.models import save_tiny_model
 
 TOY_WORDS = ('please help me with my task can you do it now question answer thank you kindly certainly happy to '
              'of course go away no stop asking never bother leave').split()
@@ -33,3 +39,16 @@ def toy_preferences(n: int = 32, seed: int = 0, kto: bool = False) -> list[dict]
     if not kto: return rows
     return [dict(prompt=d['prompt'], completion=d['chosen'] if i % 2 == 0 else d['rejected'], label=i % 2 == 0)
             for i, d in enumerate(rows)]
+
+
+def chat_config(tmp_path: Path, endless: bool = False, **model_kw) -> Path:
+    "A tiny model and a chat config for it (`endless`: the model never emits end-of-sequence)."
+    d = save_tiny_model(tmp_path/'tiny', **model_kw)
+    if endless:
+        gc = json.loads((d/'generation_config.json').read_text())
+        (d/'generation_config.json').write_text(json.dumps(gc | {'eos_token_id': None}))
+    (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    cfg = dict(base_model=str(d), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
+               micro_batch_size=1, output_dir=str(tmp_path/'out'))
+    (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
+    return tmp_path/'c.yml'
