@@ -6,7 +6,7 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #d013dfb7
 from __future__ import annotations
-import os, socket, typing
+import logging, os, socket, typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -15,11 +15,26 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
 # %% auto #0
-__all__ = ['TrainOnEos', 'DsType', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'Adapter', 'UserError', 'Problem',
-           'ConfigError', 'md_table', 'DatasetSource', 'DatasetBase', 'SFTDataset', 'PreferenceDataset', 'KTODataset',
-           'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys', 'AdapterKeys', 'ScheduleKeys',
-           'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys', 'DistributedKeys', 'AxolotlConfig', 'pkg_path',
-           'resolve_path', 'hub_reachable', 'summary', 'dump_yaml']
+__all__ = ['IMPORT_NOISE', 'TrainOnEos', 'DsType', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'Adapter', 'UserError',
+           'Problem', 'ConfigError', 'md_table', 'DatasetSource', 'DatasetBase', 'SFTDataset', 'PreferenceDataset',
+           'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys', 'AdapterKeys',
+           'ScheduleKeys', 'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys', 'DistributedKeys', 'AxolotlConfig',
+           'pkg_path', 'resolve_path', 'hub_reachable', 'summary', 'dump_yaml']
+
+# %% ../nbs/00_config.ipynb #7e6deb61
+class _DropMessage(logging.Filter):
+    "Drop log records whose message starts with one of `prefixes`; keep every other record."
+    def __init__(self, *prefixes:str):
+        super().__init__()
+        self.prefixes = prefixes
+    def filter(self, record:logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+IMPORT_NOISE = {  # logger name: the message prefixes dropped from it
+    'DeepSpeed': ('Setting accelerator to CPU',),
+    'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward',),
+}
+for _name, _prefixes in IMPORT_NOISE.items(): logging.getLogger(_name).addFilter(_DropMessage(*_prefixes))
 
 # %% ../nbs/00_config.ipynb #d324dc9e
 class UserError(Exception):
