@@ -17,7 +17,9 @@ import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
 from .config import AxolotlConfig, hub_reachable, resolve_path
-from .prompts import IGNORE, DataError, get_strategy, label_view, resolve_chat_template
+from .prompts import IGNORE, DataError, label_view
+from .templates import resolve_chat_template
+from .chat import get_strategy
 
 # %% auto #0
 __all__ = ['EXT', 'BUILDERS', 'UTF8_BOM', 'CACHE_VERSION', 'CACHE_KEYS', 'source_files', 'diagnose_json', 'check_text_file',

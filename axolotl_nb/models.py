@@ -20,7 +20,7 @@ from transformers import (CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, Auto
                           PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
 from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
-from .prompts import CHATML_TEMPLATE, resolve_chat_template
+from .templates import CHATML_TEMPLATE, resolve_chat_template
 
 # %% auto #0
 __all__ = ['log', 'OWNER_FILE', 'SPECIAL_KEYS', 'info', 'capture_info', 'sweep_stale', 'atomic_dir', 'tiny_tokenizer',

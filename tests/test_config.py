@@ -180,7 +180,7 @@ def test_paths_splits_templates(tmp_path):
 
 
 def test_chat_template_names_match_prompts():
-    from axolotl_nb.prompts import CHAT_TEMPLATES
+    from axolotl_nb.templates import CHAT_TEMPLATES
     assert set(CHAT_TEMPLATES) <= set(CHAT_TEMPLATE_NAMES), set(CHAT_TEMPLATES) - set(CHAT_TEMPLATE_NAMES)
 
 
