@@ -23,8 +23,8 @@ from .lora import apply_lora
 from .loss import add_chunked_loss, apply_kernels, kernel_plan
 from .models import load_model, load_tokenizer
 from .trainer import (DIVERGENCE_FACTOR, LossWatchdog, SummaryCallback, TrainingDiverged, build_callbacks,
-                                build_trainer, callback, check_resume, peak_memory, plot_loss_curve,
-                                report_to, resume_checkpoint, tracking_env)
+                                build_trainer, callback, peak_memory, plot_loss_curve, report_to, tracking_env)
+from .checkpoints import check_resume, resume_checkpoint
 
 # %% auto #0
 __all__ = ['SFT', 'CONFIG_NAME', 'sft_data', 'no_kwargs', 'no_metrics', 'Method', 'TrainSummary', 'save_final',

@@ -6,7 +6,7 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/trainer.html.md"""
 
 # %% ../nbs/10_trainer.ipynb #91af5f73
 from __future__ import annotations
-import importlib.util, json, math, resource, struct, sys, time
+import importlib.util, math, resource, sys, time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,17 +16,16 @@ from torch.utils.data import DataLoader
 from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, TrainerControl, TrainerState,
                           TrainingArguments)
 
-from .config import AxolotlConfig, UserError, resolve_path
+from .config import AxolotlConfig, UserError
 from .distributed import rank, training_args_kwargs, world_size
 from .lora import loraplus_param_groups
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'DIVERGENCE_FACTOR', 'ADAPTER_KEYS', 'has_eval', 'report_to', 'tracking_env', 'build_training_args',
-           'TrainingDiverged', 'LossWatchdog', 'peak_memory', 'plot_loss_curve', 'SummaryCallback', 'build_callbacks',
-           'callback', 'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'loss_sum', 'build_trainer',
-           'safetensors_complete', 'checkpoint_problem', 'latest_checkpoint', 'resume_checkpoint', 'check_resume']
+__all__ = ['OPTIMIZERS', 'DIVERGENCE_FACTOR', 'has_eval', 'report_to', 'tracking_env', 'build_training_args', 'TrainingDiverged',
+           'LossWatchdog', 'peak_memory', 'plot_loss_curve', 'SummaryCallback', 'build_callbacks', 'callback',
+           'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'loss_sum', 'build_trainer']
 
 # %% ../nbs/10_trainer.ipynb #4b52b7a5
 OPTIMIZERS = {'adamw_torch': 'adamw_torch', 'adamw_torch_fused': 'adamw_torch_fused',
@@ -385,66 +384,3 @@ def build_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, #
                               processing_class=tokenizer, callbacks=callbacks or build_callbacks(cfg), cfg=cfg)
     finally:
         if q: model._hf_peft_config_loaded = False
-
-# %% ../nbs/10_trainer.ipynb #fe2f14cb
-def safetensors_complete(path:Path) -> bool:
-    "Is the safetensors file at `path` as long as its header says?"
-    try:
-        with open(path, 'rb') as f:
-            n = struct.unpack('<Q', f.read(8))[0]
-            header = json.loads(f.read(n))
-        end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
-        return path.stat().st_size >= 8 + n + end
-    except (OSError, ValueError, KeyError, struct.error): return False
-
-def checkpoint_problem(p:Path) -> Optional[str]:
-    "Why checkpoint folder `p` cannot be resumed from (None when it can)."
-    try: json.loads((p/'trainer_state.json').read_text())
-    except (OSError, ValueError): return "trainer_state.json is missing or truncated"
-    bad = [f.name for f in sorted(p.glob('*.safetensors')) if not safetensors_complete(f)]
-    return f"{', '.join(bad)} is truncated" if bad else None
-
-# %% ../nbs/10_trainer.ipynb #7eeee55b
-def latest_checkpoint(output_dir:str|Path, # where the run writes `checkpoint-N` folders
-                      say:Callable=lambda m: print(m, file=sys.stderr)) -> Optional[Path]:
-    "The highest-step complete `checkpoint-N` in `output_dir`, or None; skipped ones are reported."
-    steps = lambda p: int(p.name.split('-')[-1])
-    cks = sorted((p for p in Path(output_dir).glob('checkpoint-*') if p.name.split('-')[-1].isdigit()), key=steps)
-    for p in reversed(cks):
-        why = checkpoint_problem(p)
-        if why is None: return p
-        say(f"auto-resume: skipping {p.name} ({why})")
-    return None
-
-def resume_checkpoint(cfg:AxolotlConfig) -> Optional[str]:
-    "The checkpoint this run resumes from (explicit, or the latest with auto-resume), or None."
-    if cfg.resume_from_checkpoint:
-        p = resolve_path(cfg, cfg.resume_from_checkpoint)
-        if not p.exists(): raise UserError(f"resume_from_checkpoint: {p} does not exist — fix the path or drop it")
-        return str(p)
-    if cfg.auto_resume_from_checkpoints:
-        p = latest_checkpoint(cfg.output_dir)
-        return str(p) if p else None
-    return None
-
-# %% ../nbs/10_trainer.ipynb #7a6053cd
-ADAPTER_KEYS = {'r': 'lora_r', 'lora_alpha': 'lora_alpha', 'target_modules': 'lora_target_modules / lora_target_linear',
-                'use_dora': 'peft_use_dora', 'use_rslora': 'peft_use_rslora', 'modules_to_save': 'lora_modules_to_save'}
-
-def _norm(v): return sorted(v) if isinstance(v, (list, set, tuple)) else v
-
-def check_resume(ckpt:str|Path, # the checkpoint folder to resume from
-                 model) -> None: # the model the run built (PEFT-wrapped when training an adapter)
-    "Raise `UserError` naming the config key when `model` cannot load `ckpt` (a changed adapter shape)."
-    f, peft = Path(ckpt)/'adapter_config.json', getattr(model, 'peft_config', {}).get('default')
-    if f.exists() != (peft is not None):
-        was = 'with' if f.exists() else 'without'
-        raise UserError(f"cannot resume from {ckpt}: it was trained {was} an adapter and this run is not — "
-                        "keep `adapter` as it was, or start a new output_dir")
-    if peft is None: return
-    old, new = json.loads(f.read_text()), peft.to_dict()
-    changed = [f"{ADAPTER_KEYS[k]}: {_norm(old.get(k))} → {_norm(new.get(k))}" for k in ADAPTER_KEYS
-               if _norm(old.get(k)) != _norm(new.get(k))]
-    if changed:
-        raise UserError(f"cannot resume from {ckpt}: the adapter changed ({'; '.join(changed)}) — restore the old "
-                        "value, or start a new output_dir (or turn resuming off)")
