@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, P
 # %% auto #0
 __all__ = ['IMPORT_NOISE', 'TrainOnEos', 'DsType', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'Adapter', 'UserError',
            'Problem', 'ConfigError', 'md_table', 'DatasetSource', 'DatasetBase', 'SFTDataset', 'PreferenceDataset',
-           'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys', 'AdapterKeys',
+           'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys', 'AdapterKeys', 'LrGroup',
            'ScheduleKeys', 'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys', 'DistributedKeys', 'AxolotlConfig',
            'pkg_path', 'resolve_path', 'hub_reachable', 'summary', 'dump_yaml']
 
@@ -169,7 +169,7 @@ class TRLConfig(_Strict):
 # %% ../nbs/00_config.ipynb #abfae716
 RLType = Literal['dpo', 'ipo', 'orpo', 'kto', 'simpo', 'grpo']
 Optimizer = Literal['adamw_torch', 'adamw_torch_fused', 'adamw_bnb_8bit', 'adamw_8bit', 'paged_adamw_8bit',
-                    'paged_adamw_32bit', 'sgd', 'adafactor']
+                    'paged_adamw_32bit', 'sgd', 'adafactor', 'lion_8bit', 'lion_32bit', 'muon']
 Scheduler = Literal['cosine', 'linear', 'constant', 'constant_with_warmup']
 AttnImpl = Literal['eager', 'sdpa', 'packed_sdpa', 'flash_attention_2', 'flash_attention_3', 'flex_attention']
 Adapter = Literal['lora', 'qlora']
@@ -240,6 +240,12 @@ class AdapterKeys(_Strict):
     bnb_config_kwargs: Optional[dict[str, Any]] = None # extra BitsAndBytesConfig options
 
 # %% ../nbs/00_config.ipynb #2bd0fbd5
+class LrGroup(_Strict):
+    "One `lr_groups` entry: parameters whose name contains one of `modules` train at `lr`."
+    name: str # a label for the group
+    modules: list[str] = Field(min_length=1) # substrings of parameter names
+    lr: PositiveFloat # this group's peak learning rate
+
 class ScheduleKeys(_Strict):
     "Batch, optimizer and learning-rate schedule."
     micro_batch_size: Optional[PositiveInt] = None # rows per device per step
@@ -258,6 +264,12 @@ class ScheduleKeys(_Strict):
     warmup_ratio: Optional[float] = Field(None, ge=0, lt=1) # warmup as a fraction of total steps
     weight_decay: float = Field(0.0, ge=0) # decoupled weight decay
     max_grad_norm: float = Field(1.0, ge=0) # gradient clipping (0 = off)
+    cosine_min_lr_ratio: Optional[float] = Field(None, ge=0, le=1) # cosine decays to this fraction of the peak lr
+    cosine_constant_lr_ratio: Optional[float] = Field(None, ge=0, le=1) # cosine ends at this fraction of the steps
+    lr_quadratic_warmup: Optional[bool] = None # warm up as (step/warmup)² (cosine only)
+    lr_groups: Optional[list[LrGroup]] = None # per-module learning rates (not with loraplus_lr_ratio)
+    neftune_noise_alpha: Optional[PositiveFloat] = None # NEFTune: uniform noise on input embeddings while training
+    unfrozen_parameters: Optional[list[str]] = None # full fine-tune: train only names matching these regexes
 
 # %% ../nbs/00_config.ipynb #86c400ea
 class SpeedKeys(_Strict):

@@ -102,22 +102,15 @@ UNSUPPORTED = {  # class 4: pattern → (what the feature is, the closest thing 
     'expert_parallel_*': ("expert parallelism for MoE models", "FSDP (`fsdp_version: 2`)"),
     'dp_shard_size': ("an N-D device mesh (data-parallel shard size)", "FSDP over all processes"),
     'dp_replicate_size': ("an N-D device mesh (HSDP replicas)", "FSDP over all processes"),
-    'unfrozen_parameters': ("training a chosen subset of full weights", "LoRA with `lora_target_modules`"),
     'pretraining_dataset': ("streaming pretraining data", "`datasets:` with `type: completion`"),
     'relora*': ("ReLoRA (periodically merged LoRA)", "LoRA"),
     'lisa_*': ("LISA layer sampling", "LoRA"),
-    'neftune_noise_alpha': ("NEFTune embedding noise", "plain SFT"),
-    'noisy_embedding_alpha': ("NEFTune embedding noise", "plain SFT"),
     'rope_scaling': ("RoPE scaling for longer context", "a base model whose config already sets it"),
     'gptq*': ("GPTQ-quantized base models", "QLoRA (`load_in_4bit: true`)"),
     'fp8*': ("FP8 training", "bf16 (`bf16: true`)"),
     'model_quantization_config*': ("a custom quantization config", "`load_in_4bit` / `load_in_8bit`"),
     'quantize_moe_experts': ("quantized MoE experts", "`load_in_4bit: true`"),
     'llama4_linearized_experts': ("Llama 4 linearized experts", "the model's own expert layers"),
-    'cosine_min_lr_ratio': ("a cosine schedule with a floor", "`lr_scheduler: cosine`"),
-    'cosine_constant_lr_ratio': ("a constant-then-cosine schedule", "`lr_scheduler: cosine` + `warmup_steps`"),
-    'lr_quadratic_warmup': ("quadratic warmup", "`warmup_steps` (linear)"),
-    'lr_groups': ("per-module learning rates", "LoRA+ (`loraplus_lr_ratio`)"),
     'embedding_lr*': ("a separate embedding learning rate", "LoRA+ (`loraplus_lr_embedding`)"),
     'liger_use_token_scaling': ("probability-scaled token losses", "the standard cross-entropy"),
 }
@@ -174,6 +167,7 @@ LEGACY_KEYS = {'unsloth_cross_entropy_loss', 'unsloth_lora_mlp', 'unsloth_lora_q
                'special_tokens_mode', 'multipack_real_batches', 'total_num_tokens'}
 TOGGLES['unsloth_*'] = f"PEFT's LoRA layers and the model's own kernels run ({_SAME}, slower)"
 RENAMED = {'dataset_processes': 'dataset_num_proc', 'evaluation_strategy': 'eval_strategy', 'dpo_beta': 'rl_beta',
+           'noisy_embedding_alpha': 'neftune_noise_alpha',  # Axolotl's older NEFTune name
            'model_config': 'model_config_overrides',  # (pydantic reserves the name `model_config`)
            'revision_of_model': 'model_revision'}  # an older Axolotl name
 SELECTS_CHUNKED_CE = ('cut_cross_entropy', 'liger_fused_linear_cross_entropy') # `true` = our chunked cross-entropy

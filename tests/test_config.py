@@ -89,10 +89,10 @@ def test_class_toggle_warns_and_strict_makes_it_an_error():
 
 def test_class_unsupported_errors_only_when_active():
     for k, on in [('relora', True), ('qat', {'weight_dtype': 'int8'}), ('context_parallel_size', 2),
-                  ('unfrozen_parameters', ['^lm_head']), ('rl', 'ebft'), ('optimizer', 'adamw_torch_8bit')]:
+                  ('lisa_n_layers', 2), ('rl', 'ebft'), ('optimizer', 'adamw_torch_8bit')]:
         ps = problems_of({**BASE, k: on})
         assert len(ps) == 1 and ps[0].startswith(f'{k}: not supported yet'), (k, ps)
-    for k, off in [('relora', False), ('qat', None), ('context_parallel_size', 1), ('unfrozen_parameters', [])]:
+    for k, off in [('relora', False), ('qat', None), ('context_parallel_size', 1), ('lisa_n_layers', None)]:
         assert problems_of({**BASE, k: off}) == [], k
     assert 'closest in axolotl_nb: QLoRA' in problems_of({**BASE, 'qat': {'weight_dtype': 'int8'}})[0]
 
@@ -104,7 +104,7 @@ def test_class_inert_active_names_the_feature():
 
 
 def test_known_values_are_classified_not_generic():
-    for k, v in [('rl', 'gdpo'), ('optimizer', 'muon'), ('attn_implementation', 'kernels-community/flash-attn3'),
+    for k, v in [('rl', 'gdpo'), ('optimizer', 'dion'), ('attn_implementation', 'kernels-community/flash-attn3'),
                  ('chat_template', 'cohere'), ('lr_scheduler', 'rex')]:
         p = problems_of({**BASE, k: v})
         assert len(p) == 1 and f'not supported yet: `{k}: {v}`' in p[0] and 'Input should be' not in p[0], p
@@ -201,9 +201,8 @@ def test_axolotl_style_examples(path):
 
 def test_not_supported_config_fails_naming_each_feature():
     raw = yaml.safe_load((ROOT/'examples'/'axolotl_inert_keys.yml').read_text())
-    raw |= {'relora': True, 'unfrozen_parameters': ['^lm_head'], 'context_parallel_size': 2, 'qat': {'x': 1}}
+    raw |= {'relora': True, 'lisa_n_layers': 2, 'context_parallel_size': 2, 'qat': {'x': 1}}
     raw['datasets'][0]['path'] = str(ROOT/'examples'/'data'/'alpaca_sample.jsonl')
     ps = problems_of(raw)
-    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'qat', 'relora',
-                                                  'unfrozen_parameters'], ps
+    assert sorted(p.split(':')[0] for p in ps) == ['context_parallel_size', 'lisa_n_layers', 'qat', 'relora'], ps
     assert all('not supported yet' in p for p in ps)
