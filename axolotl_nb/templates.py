@@ -13,37 +13,252 @@ from typing import Callable
 from .prompts import DataError, _get
 
 # %% auto #0
-__all__ = ['CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'FALLBACK', 'resolve_chat_template', 'compile_template']
+__all__ = ['CHATML_TEMPLATE', 'CHAT_TEMPLATES', 'MISTRAL_V7_SYSTEM', 'FALLBACK', 'compile_template', 'resolve_chat_template']
 
-# %% ../nbs/02a_templates.ipynb #67bb7712
+# %% ../nbs/02a_templates.ipynb #3fab7aa3
+@lru_cache(maxsize=32)
+def compile_template(src:str) -> Callable:
+    "Compile jinja chat-template source into a `render(messages, add_generation_prompt, **kw) -> str` function."
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+        t = _compile_jinja_template(src)
+    except ImportError:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        t = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(src)
+    return t.render
+
+# %% ../nbs/02a_templates.ipynb #61ca9034
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
     "'\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )  # the one copy
-CHAT_TEMPLATES = {  # written from each vendor's published chat format; a test below renders each to its exact string
-    'chatml': CHATML_TEMPLATE,
-    'llama3': (
-        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
-        "'<|end_header_id|>\n\n' + "
-        "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
-        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-    ),
-    'phi_3': (
-        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ '<|system|>\n' + m['content'] + "
-        "'<|end|>\n' }}"
-        "{% elif m['role'] == 'user' %}{{ '<|user|>\n' + m['content'] + '<|end|>\n<|assistant|>\n' }}"
-        "{% elif m['role'] == 'assistant' %}{{ m['content'] + '<|end|>\n' }}{% endif %}{% endfor %}"
-    ),
-    'gemma': (
-        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') "
-        "}}{% endif %}"
-        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-        "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] | trim + "
-        "'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-    ),
-}
+CHAT_TEMPLATES = {'chatml': CHATML_TEMPLATE}  # filled family by family below, each from its vendor's published format
+_SYS = r"{%- set sys = messages[0]['content'] if messages and messages[0]['role'] == 'system' else none %}"
+_REST = r"messages[(1 if sys is not none else 0):]"  # the messages after a leading system message
+_IM = r"{{- '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+_GEN_IM = r"{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+_ALT = r"""
+{%- for m in msgs %}{%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}
+{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif %}
+{%- endfor %}"""
+_NO_TOOLS = r"""
+{%- if tools or messages | selectattr('tool_calls') | list %}{{- raise_exception('tool calls are not written for this '
+ + 'named template here: use `chat_template: jinja` with the model\'s own template') }}{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #09224bbc
+_QWEN_TOOLS = r"""
+{{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function '
+ + 'signatures within <tools></tools> XML tags:\n<tools>' }}{%- for t in tools %}{{- '\n' + t | tojson }}{%- endfor %}
+{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within '
+ + '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+ + '</tool_call><|im_end|>\n' }}"""
+_QWEN_CALLS = r"""
+{%- for c in m.tool_calls or [] %}{%- set f = c.function or c %}
+{{- ('\n' if content or not loop.first else '') + '<tool_call>\n{"name": "' + f.name + '", "arguments": '
+ + (f.arguments if f.arguments is string else f.arguments | tojson) + '}\n</tool_call>' }}{%- endfor %}"""
+_QWEN_TOOL_MSG = r"""
+{%- elif m['role'] == 'tool' %}
+{{- '<|im_start|>user' if loop.first or messages[loop.index0 - 1]['role'] != 'tool' else '' }}
+{{- '\n<tool_response>\n' + m['content'] + '\n</tool_response>' }}
+{{- '<|im_end|>\n' if loop.last or messages[loop.index0 + 1]['role'] != 'tool' else '' }}"""
+CHAT_TEMPLATES['qwen_25'] = _SYS + r"""
+{%- set sys = sys if sys is not none else 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' %}
+{%- if tools %}{{- '<|im_start|>system\n' + sys + '\n\n' }}""" + _QWEN_TOOLS + r"""
+{%- else %}{{- '<|im_start|>system\n' + sys + '<|im_end|>\n' }}{%- endif %}
+{%- for m in messages %}{%- set content = m['content'] %}
+{%- if m['role'] == 'user' or (m['role'] == 'system' and not loop.first)
+ or (m['role'] == 'assistant' and not m.tool_calls) %}
+""" + _IM + r"""
+{%- elif m['role'] == 'assistant' %}{{- '<|im_start|>assistant' + ('\n' + content if content else '') }}
+""" + _QWEN_CALLS.replace("('\\n' if content or not loop.first else '')", "'\\n'") + r"""{{- '<|im_end|>\n' }}
+""" + _QWEN_TOOL_MSG + r"""{%- endif %}{%- endfor %}""" + _GEN_IM
+CHAT_TEMPLATES['qwen2_vl'] = r"""{%- for m in messages %}
+{%- if loop.first and m['role'] != 'system' %}{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
+{%- endif %}
+""" + _IM + r"""{%- endfor %}""" + _GEN_IM
+
+# %% ../nbs/02a_templates.ipynb #eae55158
+CHAT_TEMPLATES['qwen3'] = CHAT_TEMPLATES['qwen3_5'] = _SYS + r"""
+{%- if tools %}{{- '<|im_start|>system\n' + (sys + '\n\n' if sys is not none else '') }}""" + _QWEN_TOOLS + r"""
+{%- elif sys is not none %}{{- '<|im_start|>system\n' + sys + '<|im_end|>\n' }}{%- endif %}
+{%- set ns = namespace(query=messages | length - 1, multi=true) %}{%- for m in messages[::-1] %}
+{%- if ns.multi and m['role'] == 'user' and not (m['content'].startswith('<tool_response>')
+ and m['content'].endswith('</tool_response>')) %}
+{%- set ns.multi = false %}{%- set ns.query = messages | length - 1 - loop.index0 %}{%- endif %}{%- endfor %}
+{%- set last = real_last_index if real_last_index is defined and real_last_index is not none
+ else messages | length - 1 %}
+{%- for m in messages %}
+{%- if m['role'] == 'user' or (m['role'] == 'system' and not loop.first) %}""" + _IM + r"""
+{%- elif m['role'] == 'assistant' %}{%- set content = m['content'] or '' %}
+{%- set think = m.reasoning_content if m.reasoning_content is string else '' %}
+{%- if m.reasoning_content is not string and '</think>' in content %}
+{%- set think = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+{%- set content = content.split('</think>')[-1].lstrip('\n') %}{%- endif %}
+{%- if loop.index0 > ns.query and (loop.index0 == last or think) %}
+{{- '<|im_start|>assistant\n<think>\n' + think.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+{%- else %}{{- '<|im_start|>assistant\n' + content }}{%- endif %}""" + _QWEN_CALLS + r"""{{- '<|im_end|>\n' }}
+""" + _QWEN_TOOL_MSG + r"""{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}
+{{- '<think>\n\n</think>\n\n' if enable_thinking is defined and enable_thinking is false else '<think>\n\n' }}
+{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #755a407c
+CHAT_TEMPLATES['llama3'] = _NO_TOOLS + r"""{%- for m in messages %}
+{{- (bos_token if loop.first else '') + '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n'
+ + m['content'] | trim
+ + '<|eot_id|>' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"""
+CHAT_TEMPLATES['llama3_2_vision'] = _NO_TOOLS + _SYS + r"""{{- bos_token }}
+{%- if date_string is not defined %}
+{%- set date_string = strftime_now('%d %b %Y') if strftime_now is defined else '26 Jul 2024' %}{%- endif %}
+{{- '<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ' + date_string
+ + '\n\n' + (sys | trim if sys is not none else '') + '<|eot_id|>' }}
+{%- for m in """ + _REST + r""" %}{{- '<|start_header_id|>' + ('ipython' if m['role'] == 'tool' else m['role'])
+ + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"""
+CHAT_TEMPLATES['llama4'] = _NO_TOOLS + _SYS + r"""{{- bos_token }}
+{%- if sys is not none %}{{- '<|header_start|>system<|header_end|>\n\n' + sys | trim + '<|eot|>' }}{%- endif %}
+{%- for m in """ + _REST + r""" %}{{- '<|header_start|>' + ('ipython' if m['role'] == 'tool' else m['role'])
+ + '<|header_end|>\n\n' + m['content'] + '<|eot|>' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|header_start|>assistant<|header_end|>\n\n' }}{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #7ff59cab
+def _mistral(inst: str, close: str, reply: str, where: str) -> str:
+    "A Mistral [INST] template: the system prompt joins the `first` (v1) or `last` (v2+) user turn."
+    return _NO_TOOLS + _SYS + r"{%- set msgs = " + _REST + " %}" + _ALT + r"""{{- bos_token }}{%- for m in msgs %}
+{%- if m['role'] == 'user' %}
+{{- 'INST' + (sys + '\n\n' if sys is not none and loop.WHERE else '') + m['content'] + 'CLOSE' }}
+{%- else %}{{- REPLY + eos_token }}{%- endif %}{%- endfor %}""".replace('INST', inst).replace('WHERE', where).replace(
+        'CLOSE', close).replace('REPLY', reply)
+
+CHAT_TEMPLATES['mistral_v1'] = _mistral(' [INST] ', ' [/INST]', "' ' + m['content']", 'first')
+CHAT_TEMPLATES['mistral_v2v3'] = _mistral('[INST] ', '[/INST]', "' ' + m['content'] | trim", 'last')
+CHAT_TEMPLATES['mistral_v3_tekken'] = CHAT_TEMPLATES['pixtral'] = _mistral('[INST]', '[/INST]', "m['content']", 'last')
+MISTRAL_V7_SYSTEM = (
+    "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI, a French startup headquartered in "
+    "Paris.\nYour knowledge base was last updated on 2023-10-01. The current date is {today}.\n\nWhen you're not sure "
+    "about some information, you say that you don't have the information and don't make up anything.\nIf the user's "
+    "question is not clear, ambiguous, or does not provide enough context for you to accurately answer the question, "
+    "you do not try to answer it right away and you rather ask the user to clarify their request (e.g. \"What are "
+    "some good restaurants around me?\" => \"Where are you?\" or \"When is the next flight to Tokyo\" => \"Where do "
+    "you travel from?\")"
+)
+CHAT_TEMPLATES['mistral_v7_tekken'] = _NO_TOOLS + _SYS + r"""{{- bos_token }}
+{%- if sys is none %}{%- set sys = V7.replace('{today}', strftime_now('%Y-%m-%d')) %}{%- endif %}
+{{- '[SYSTEM_PROMPT]' + sys + '[/SYSTEM_PROMPT]' }}{%- for m in REST %}
+{%- if m['role'] == 'user' %}{{- '[INST]' + m['content'] + '[/INST]' }}
+{%- elif m['role'] == 'system' %}{{- '[SYSTEM_PROMPT]' + m['content'] + '[/SYSTEM_PROMPT]' }}
+{%- elif m['role'] == 'assistant' %}{{- m['content'] + eos_token }}
+{%- else %}{{- raise_exception('Only user, system and assistant roles are supported!') }}{%- endif %}
+{%- endfor %}""".replace(
+    'V7', repr(MISTRAL_V7_SYSTEM)).replace('REST', "messages[(1 if messages[0]['role'] == 'system' else 0):]")
+
+# %% ../nbs/02a_templates.ipynb #31fffb1f
+_GEMMA = _SYS + r"{%- set msgs = " + _REST + " %}" + _ALT + r"""{{- bos_token }}{%- for m in msgs %}
+{{- '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n'
+ + (sys + '\n\n' if loop.first and sys is not none else '') + m['content'] | trim + '<end_of_turn>\n' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<start_of_turn>model\n' }}{%- endif %}"""
+CHAT_TEMPLATES['gemma'] = r"""{%- if messages[0]['role'] == 'system' %}
+{{- raise_exception('System role not supported') }}{%- endif %}""" + _GEMMA
+CHAT_TEMPLATES['gemma3'] = CHAT_TEMPLATES['gemma3n'] = _GEMMA
+CHAT_TEMPLATES['gemma4'] = CHAT_TEMPLATES['gemma4_unified'] = _NO_TOOLS + _SYS + r"""{{- bos_token }}
+{%- set think = enable_thinking is defined and enable_thinking %}
+{%- if think or sys is not none %}{{- '<|turn>system\n' + ('<|think|>\n' if think else '')
+ + (sys | trim if sys is not none else '') + '<turn|>\n' }}{%- endif %}
+{%- for m in """ + _REST + r""" %}{%- set ns = namespace(c=m['content']) %}
+{%- if m['role'] == 'assistant' %}{%- set ns.c = '' %}
+{%- for p in m['content'].split('<channel|>') %}{%- set ns.c = ns.c + p.split('<|channel>')[0] %}{%- endfor %}
+{%- endif %}
+{{- '<|turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + ns.c | trim + '<turn|>\n' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|turn>model\n' + ('' if think else '<|channel>thought\n<channel|>') }}
+{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #59b9198c
+CHAT_TEMPLATES['deepseek_v2'] = _NO_TOOLS + r"""{{- bos_token }}{%- for m in messages %}
+{%- if m['role'] == 'user' %}{{- '<｜User｜>' + m['content'] }}
+{%- elif m['role'] == 'assistant' %}{{- '<｜Assistant｜>' + m['content'] + eos_token }}
+{%- elif m['role'] == 'system' %}{{- m['content'] + '\n\n' }}{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<｜Assistant｜>' }}{%- endif %}"""
+CHAT_TEMPLATES['deepseek_v3'] = r"""{%- if messages | selectattr('tool_calls') | list %}
+{{- raise_exception('tool calls are not written for deepseek_v3 here: use `chat_template: jinja`') }}{%- endif %}
+{{- bos_token + messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | join('\n\n') }}
+{%- set ns = namespace(tool=false) %}{%- for m in messages %}
+{%- if m['role'] == 'user' %}{%- set ns.tool = false %}{{- '<｜User｜>' + m['content'] }}
+{%- elif m['role'] == 'assistant' %}{%- set c = (m['content'] or '').split('</think>')[-1] %}
+{{- ('<｜tool▁outputs▁end｜>' + m['content'] if ns.tool else '<｜Assistant｜>' + c) + '<｜end▁of▁sentence｜>' }}
+{%- set ns.tool = false %}
+{%- elif m['role'] == 'tool' %}
+{{- ('' if ns.tool else '<｜tool▁outputs▁begin｜>') + '<｜tool▁output▁begin｜>' + m['content']
+ + '<｜tool▁output▁end｜>' }}{%- set ns.tool = true %}{%- endif %}{%- endfor %}
+{%- if ns.tool %}{{- '<｜tool▁outputs▁end｜>' }}{%- elif add_generation_prompt %}{{- '<｜Assistant｜>' }}{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #b44801ce
+CHAT_TEMPLATES['cohere'] = CHAT_TEMPLATES['aya'] = _NO_TOOLS + _SYS + r"{%- set msgs = " + _REST + " %}" + _ALT + r"""
+{{- bos_token + ('<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>' + sys + '<|END_OF_TURN_TOKEN|>'
+ if sys is not none else '') }}
+{%- for m in msgs %}{{- '<|START_OF_TURN_TOKEN|>' + ('<|USER_TOKEN|>' if m['role'] == 'user' else '<|CHATBOT_TOKEN|>')
+ + m['content'].strip() + '<|END_OF_TURN_TOKEN|>' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{%- endif %}"""
+CHAT_TEMPLATES['phi_3'] = _NO_TOOLS + r"""{{- bos_token }}{%- for m in messages %}
+{%- if m['role'] == 'system' %}{{- '<|system|>\n' + m['content'] + '<|end|>\n' }}
+{%- elif m['role'] == 'user' %}{{- '<|user|>\n' + m['content'] + '<|end|>\n<|assistant|>\n' }}
+{%- elif m['role'] == 'assistant' %}{{- m['content'] + '<|end|>\n' }}{%- endif %}{%- endfor %}"""
+CHAT_TEMPLATES['phi_35'] = _NO_TOOLS + r"""{%- for m in messages %}
+{%- if m['role'] in ('user', 'assistant') or (m['role'] == 'system' and m['content']) %}
+{{- '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|assistant|>\n' }}{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #51f3ee46
+CHAT_TEMPLATES['falcon_h1'] = _SYS + r"""{{- bos_token }}
+{%- if tools %}{{- '<|im_start|>system\n' + (sys + '\n\n' if sys is not none else '') + "You are a function calling AI "
+ + "model. "
+ + "You are provided with function signature within <tools> </tools> XML tags. You may call one or more functions "
+ + "to assist with the user query. Don't make assumptions about what values to plug into functions.\n<tools>\n" }}
+{%- for t in tools %}{{- '[' + t | tojson + ']' }}{%- endfor %}
+{{- "\n</tools>\nFor each function call, return a json object with function name and arguments within <tool_call> "
+ + "</tool_call> tags with the following schema:\n<tool_call>\n{'arguments': <args-dict>, 'name': <function-name>}\n"
+ + "</tool_call>\n" }}
+{%- elif sys is not none %}{{- '<|im_start|>system\n' + sys + '<|im_end|>\n' }}{%- endif %}
+{%- for m in messages if m['role'] != 'system' %}""" + _IM + r"""{%- endfor %}""" + _GEN_IM
+CHAT_TEMPLATES['nemotron_h'] = _NO_TOOLS + r"""{%- for m in messages %}
+{%- if m['role'] not in ('user', 'assistant') and not (m['role'] == 'system' and loop.first) %}
+{{- raise_exception('Unexpected role: ' + m['role']) }}{%- endif %}""" + _IM + r"""{%- endfor %}""" + _GEN_IM
+CHAT_TEMPLATES['alpaca'] = _NO_TOOLS + r"""{{- bos_token }}{%- for m in messages %}
+{%- if m['role'] == 'system' and loop.first %}{{- m['content'] }}
+{%- elif m['role'] == 'user' %}{{- '### Instruction:\n' + m['content'] }}
+{%- elif m['role'] == 'assistant' %}{{- '### Response:\n' + m['content'] + eos_token }}{%- endif %}
+{{- '\n\n' if not loop.last else '' }}{%- endfor %}{%- if add_generation_prompt %}{{- '\n\n### Response:\n' }}
+{%- endif %}"""
+CHAT_TEMPLATES['exaone'] = _NO_TOOLS + r"""{%- for m in messages %}
+{{- ('[|system|][|endofturn|]\n' if loop.first and m['role'] != 'system' else '')
+ + '[|' + m['role'] + '|]' + m['content']
+ + ('\n' if m['role'] == 'user' else '[|endofturn|]\n') }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '[|assistant|]' }}{%- endif %}"""
+CHAT_TEMPLATES['exaone4'] = _NO_TOOLS + r"""{%- for m in messages %}
+{%- if m['role'] == 'assistant' %}{{- '[|assistant|]\n' }}{%- if m['content'] %}{{- '<think>\n\n</think>\n\n'
+ + (m['content'].split('</think>')[-1].strip() if '</think>' in m['content'] else m['content']) }}{%- endif %}
+{%- else %}{{- '[|' + m['role'] + '|]\n' + m['content'] }}{%- endif %}{{- '[|endofturn|]\n' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '[|assistant|]\n' }}
+{{- '<think>\n' if enable_thinking is defined and enable_thinking is true else '<think>\n\n</think>\n\n' }}
+{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #967475e8
+CHAT_TEMPLATES['jamba'] = _NO_TOOLS + _SYS + r"""{{- '<|startoftext|><|bom|><|system|> ' + (sys or '') + '<|eom|>' }}
+{%- for m in """ + _REST + r""" %}{{- '<|bom|><|' + m['role'] + '|> ' + m['content'] + '<|eom|>' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|bom|><|assistant|>' }}{%- endif %}"""
+CHAT_TEMPLATES['metharme'] = _NO_TOOLS + _SYS + r"""
+{{- bos_token + '<|system|>' + (sys if sys is not none else 'Enter '
+ + 'RP mode. You shall reply to the user while staying in character. Your responses must be detailed, creative, '
+ + 'immersive, and drive the scenario forward.') }}
+{%- for m in """ + _REST + r""" if m['role'] in ('user', 'assistant') %}
+{{- ('<|user|>' if m['role'] == 'user' else '<|model|>') + m['content'].strip() }}{%- endfor %}
+{{- '<|model|>' if add_generation_prompt else eos_token }}"""
+CHAT_TEMPLATES['llava'] = _NO_TOOLS + r"""{%- for m in messages %}
+{{- ('' if m['role'] == 'system' else m['role'].upper() + ': ') + m['content'] + ' ' }}{%- endfor %}
+{%- if add_generation_prompt %}{{- 'ASSISTANT:' }}{%- endif %}"""
+
+# %% ../nbs/02a_templates.ipynb #b2d73e2f
 FALLBACK = 'tokenizer_default_fallback_'
 
 
@@ -89,15 +304,3 @@ def resolve_chat_template(cfg_or_ds, tokenizer, cfg=None) -> str:
         f"chat_template: template `{name}` is not available here — use tokenizer_default, "
         f"{', '.join(CHAT_TEMPLATES)}, {FALLBACK}<name> or jinja (with chat_template_jinja)"
     )
-
-# %% ../nbs/02a_templates.ipynb #3fab7aa3
-@lru_cache(maxsize=32)
-def compile_template(src:str) -> Callable:
-    "Compile jinja chat-template source into a `render(messages, add_generation_prompt, **kw) -> str` function."
-    try:
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-        t = _compile_jinja_template(src)
-    except ImportError:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-        t = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(src)
-    return t.render
