@@ -15,7 +15,8 @@ from .config import UserError, dump_yaml, pkg_path, summary
 from .keys import config_keys
 from .rules import load_config
 from .run import preprocess
-from .distributed import deepspeed_config, launch, rank
+from .distributed import rank
+from .launch import deepspeed_config, launch
 from .inference import inference
 from .harness import lm_eval
 from .lora import merge_lora

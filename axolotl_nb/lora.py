@@ -20,8 +20,8 @@ from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS, Conv1D
 from transformers.trainer_pt_utils import get_parameter_names
 
 from .config import AxolotlConfig, UserError, resolve_path
-from .models import (atomic_dir, bnb_4bit_params, info, load_model, load_tokenizer, model_dtype,
-                               resolve_base_model)
+from .weights import atomic_dir, bnb_4bit_params, info, model_dtype
+from .models import load_model, load_tokenizer, resolve_base_model
 
 # %% auto #0
 __all__ = ['find_linear_names', 'lora_config', 'adapter_dir', 'param_counts', 'keep_embeddings_in', 'apply_lora',

@@ -17,7 +17,8 @@ from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, Train
                           TrainingArguments)
 
 from .config import AxolotlConfig, UserError
-from .distributed import rank, training_args_kwargs, world_size
+from .distributed import rank, world_size
+from .launch import training_args_kwargs
 from .lora import loraplus_param_groups
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axolotl_nb.distributed import deepspeed_available, deepspeed_presets
+from axolotl_nb.launch import deepspeed_available, deepspeed_presets
 
 pytestmark = [pytest.mark.distributed,
               pytest.mark.skipif(not deepspeed_available(), reason="DeepSpeed is not installed (extra `deepspeed`)")]
@@ -165,7 +165,7 @@ def test_kill_then_auto_resume_reaches_same_losses(d):
 def test_zero3_quantized_base_rejected_before_launch(d):
     "ZeRO-3 cannot partition bitsandbytes weights: refused in the parent, with the reason, before torchrun starts."
     from axolotl_nb.config import UserError
-    from axolotl_nb.distributed import deepspeed_config
+    from axolotl_nb.launch import deepspeed_config
     from axolotl_nb.rules import load_config
     cfg = config(d, 'q4', deepspeed='zero3', adapter='qlora', lora_target_linear=True, load_in_4bit=True)
     r = subprocess.run([*CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=120,
@@ -181,7 +181,7 @@ def test_zero3_quantized_base_rejected_before_launch(d):
 def test_deepspeed_given_as_name_path_or_mapping_is_checked(d):
     "`deepspeed:` as a preset name, a file path or an inline mapping; an unknown key is named before launch."
     from axolotl_nb.rules import load_config
-    from axolotl_nb.distributed import deepspeed_config, shipped_deepspeed_dir
+    from axolotl_nb.launch import deepspeed_config, shipped_deepspeed_dir
     base = yaml.safe_load(config(d, 'forms').read_text())
     zero2 = shipped_deepspeed_dir()/'zero2.json'
     assert deepspeed_config(load_config({**base, 'deepspeed': 'zero2'})) == zero2

@@ -28,7 +28,8 @@ from datasets import Dataset
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper  # FSDP2 subclasses it
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
 from axolotl_nb.rules import load_config
-from axolotl_nb.distributed import rank, setup_distributed, training_args_kwargs, world_size
+from axolotl_nb.distributed import rank, setup_distributed, world_size
+from axolotl_nb.launch import training_args_kwargs
 
 META_LOADS = []
 def spy_meta_load():

@@ -1,4 +1,4 @@
-"End-to-end checks for models/lora that do not fit a notebook: the real SmolLM2 GGUF path and the merge-lora CLI."
+"End-to-end checks for weights/models/lora that do not fit a notebook: the real SmolLM2 GGUF path and the merge-lora CLI."
 import os, subprocess, sys, time
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from axolotl_nb.rules import load_config
-from axolotl_nb.models import (capture_info, gguf_cache_dir, load_model, load_tokenizer, resolve_base_model,
-                               save_tiny_model, smollm2_gguf)
+from axolotl_nb.weights import capture_info, gguf_cache_dir, smollm2_gguf
+from axolotl_nb.models import load_model, load_tokenizer, resolve_base_model, save_tiny_model
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 def ds(tmp_path:Path) -> list[dict]:
@@ -17,7 +17,7 @@ def ds(tmp_path:Path) -> list[dict]:
     return [dict(path=str(tmp_path/'d.jsonl'), type='alpaca')]
 KILLED_CONVERSION = r'''
 import os, signal, sys
-from axolotl_nb.models import atomic_dir, gguf_cache_dir
+from axolotl_nb.weights import atomic_dir, gguf_cache_dir
 with atomic_dir(gguf_cache_dir(sys.argv[1]), replace=False) as tmp:
     (tmp/'model.safetensors').write_bytes(b'half-written')
     os.kill(os.getpid(), signal.SIGKILL)
