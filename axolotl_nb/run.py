@@ -16,7 +16,8 @@ from fastcore.basics import patch
 from transformers import Trainer, set_seed
 
 from .config import AxolotlConfig, UserError, dump_yaml, md_table, resolve_path
-from .data import PreprocessReport, debug_view, fill_packing, load_datasets
+from .data import debug_view, load_datasets
+from .report import PreprocessReport, fill_packing
 from .attention import sampler_for
 from .distributed import prepare_model, rank, setup_distributed, world_size
 from .lora import apply_lora
@@ -259,6 +260,6 @@ def preprocess(cfg:AxolotlConfig, # the run config
     train_ds, _, rep = load_datasets(cfg, tokenizer)
     if 'length' in train_ds.column_names:  # the plan the training sampler will use: same numbers, packed once
         plan = sampler_for(cfg, train_ds['length'], train=True).plan(0)
-        fill_packing(rep, plan.num_bins, plan.efficiency(), cfg, world_size())
+        fill_packing(rep, plan, cfg, world_size())
     if debug: rep.debug = debug_view(train_ds, tokenizer, debug)
     return rep
