@@ -166,6 +166,7 @@ def layer_classes(model:nn.Module) -> list[str]:
     lists = sorted((m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m)), key=len, reverse=True)
     return list(dict.fromkeys(type(c).__name__ for l in lists for c in l))
 
+# %% ../nbs/08_distributed.ipynb #b5d78abc
 def decoder_layer_cls(model:nn.Module, wanted:list[str]|str|None=None) -> list[str]:
     "The block class names to wrap: `wanted` checked against the model, else detected from it."
     names = {type(m).__name__ for m in model.modules()}

@@ -54,6 +54,7 @@ DS_ZERO_KEYS = frozenset({  # fields (and aliases) of DeepSpeed 0.19's DeepSpeed
     'log_trace_cache_warnings', 'enable_sanity_checks', 'compute_grad_norm', 'leaf_module', 'parameter_alignment',
     'save_muon_momentum_buffer_in_memory', 'zenflow', 'mics_shard_size', 'mics_hierarchical_params_gather'})
 
+# %% ../nbs/08a_launch.ipynb #0da5d821
 def shipped_deepspeed_dir() -> Path|None:
     "The DeepSpeed presets shipped inside the package (`pkg://axolotl_nb/deepspeed_configs`)."
     return pkg_path('pkg://axolotl_nb/deepspeed_configs')
@@ -82,7 +83,7 @@ def _ds_file(cfg: AxolotlConfig, v: str) -> Path:
         f"{', '.join(deepspeed_presets())} — or give the DeepSpeed config inline as a mapping"
     )
 
-
+# %% ../nbs/08a_launch.ipynb #78cc6670
 def _ds_load(cfg: AxolotlConfig) -> tuple[str, dict]:
     "(where, the DeepSpeed config object) for `cfg.deepspeed`: a preset name, a path or an inline mapping."
     if isinstance(cfg.deepspeed, dict):

@@ -207,7 +207,7 @@ def _override(c: Any, key: str, v: Any) -> None:
             f"{', '.join(sorted(k for k in c.to_dict() if not k.startswith('_')))}"
         )
 
-
+# %% ../nbs/06b_models.ipynb #31d8ba37
 def hf_config(cfg: AxolotlConfig) -> Optional[Any]:
     (
         "The model's HF config with `model_config` overrides merged in; "

@@ -116,6 +116,7 @@ def _honour_umask(d:Path):
     for f in d.rglob('*'):
         if f.is_file() and not f.is_symlink(): os.chmod(f, 0o666 & ~u)
 
+# %% ../nbs/06a_weights.ipynb #c1185bed
 @contextlib.contextmanager
 def atomic_dir(target:str|Path, # the folder to create
                replace:bool=True, # replace an existing `target`; if False a concurrent winner is kept
