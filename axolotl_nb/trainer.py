@@ -19,21 +19,16 @@ from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, Train
 from .config import AxolotlConfig, UserError
 from .distributed import rank, world_size
 from .launch import training_args_kwargs
-from .lora import loraplus_param_groups
+from .optim import build_optimizer, build_scheduler, optim_args
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'DIVERGENCE_FACTOR', 'has_eval', 'report_to', 'tracking_env', 'build_training_args', 'TrainingDiverged',
+__all__ = ['DIVERGENCE_FACTOR', 'has_eval', 'report_to', 'tracking_env', 'build_training_args', 'TrainingDiverged',
            'LossWatchdog', 'peak_memory', 'plot_loss_curve', 'SummaryCallback', 'build_callbacks', 'callback',
            'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'loss_sum', 'build_trainer']
 
 # %% ../nbs/10_trainer.ipynb #4b52b7a5
-OPTIMIZERS = {'adamw_torch': 'adamw_torch', 'adamw_torch_fused': 'adamw_torch_fused',
-              'adamw_bnb_8bit': 'adamw_bnb_8bit', 'adamw_8bit': 'adamw_bnb_8bit',
-              'paged_adamw_8bit': 'paged_adamw_8bit', 'paged_adamw_32bit': 'paged_adamw_32bit',
-              'sgd': 'sgd', 'adafactor': 'adafactor'}
-
 def has_eval(cfg:AxolotlConfig) -> bool:
     "Does `cfg` ask for an eval split?"
     return bool(cfg.val_set_size or cfg.test_datasets)
@@ -108,11 +103,11 @@ def build_training_args(cfg:AxolotlConfig, # the run config
               per_device_eval_batch_size=cfg.eval_batch_size or cfg.micro_batch_size,
               gradient_accumulation_steps=cfg.gradient_accumulation_steps or 1,
               num_train_epochs=float(cfg.num_epochs), max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate,
-              optim=OPTIMIZERS[cfg.optimizer], lr_scheduler_type=sched, warmup_steps=warm,
+              lr_scheduler_type=sched, warmup_steps=warm,
               weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
               bf16=cfg.bf16 is True, fp16=bool(cfg.fp16), tf32=cfg.tf32 or None,
               activation_checkpointing=gc, activation_checkpointing_kwargs=checkpointing_kwargs(cfg) if gc else None,
-              adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, adam_epsilon=cfg.adam_epsilon,
+              **optim_args(cfg), # optimizer name, AdamW betas/ε, NEFTune α (optim.optim_args)
               logging_steps=cfg.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
               report_to=report_to(cfg) or 'none', run_name=cfg.wandb_name or cfg.mlflow_run_name,
               seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
@@ -306,12 +301,18 @@ def get_eval_dataloader(self:AxolotlTrainer, eval_dataset=None) -> DataLoader:
 # %% ../nbs/10_trainer.ipynb #91e21158
 @patch
 def create_optimizer(self:AxolotlTrainer, model=None):
-    "HF's optimizer, over LoRA+ parameter groups when `loraplus_lr_ratio` is set."
-    if self.optimizer is None and self.cfg.adapter and self.cfg.loraplus_lr_ratio:
-        cls, kw = self.get_optimizer_cls_and_kwargs(self.args, self.model)
-        self.optimizer = cls(loraplus_param_groups(self.model, self.cfg, self.args.learning_rate), **kw)
-        return self.optimizer
-    return Trainer.create_optimizer(self, model)
+    "`optim.build_optimizer`: the config's optimizer over its groups (LoRA+, `lr_groups`), Muon included."
+    if self.optimizer is None: self.optimizer = build_optimizer(model or self.model, self.cfg, self.args)
+    return self.optimizer
+
+@patch
+def create_scheduler(self:AxolotlTrainer, num_training_steps:int, optimizer=None):
+    "Axolotl's cosine variants (`optim.build_scheduler`) when configured, else HF's `lr_scheduler`."
+    if self.lr_scheduler is None:
+        warm = self.args.get_warmup_steps(num_training_steps)
+        self.lr_scheduler = build_scheduler(self.cfg, optimizer or self.optimizer, warm, num_training_steps)
+        self._created_lr_scheduler = self.lr_scheduler is not None  # HF rebuilds it for the next train()
+    return self.lr_scheduler or Trainer.create_scheduler(self, num_training_steps, optimizer)
 
 @patch
 def training_step(self:AxolotlTrainer, model, inputs, num_items_in_batch=None):
