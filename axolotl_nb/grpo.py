@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from torch import Tensor
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from .config import AxolotlConfig, UserError
 from .data import load_datasets
@@ -22,8 +23,8 @@ from .trainer import build_callbacks, build_training_args
 # %% auto #0
 __all__ = ['ANSWER_RE', 'NUMBER_RE', 'BUILTIN_REWARDS', 'GRPO', 'group_advantages', 'completion_text', 'extract_answer',
            'reward_exact_answer', 'reward_format', 'load_reward_func', 'load_reward_funcs', 'check_vllm_server',
-           'grpo_args', 'truncate_prompts', 'grpo_data', 'check_vllm', 'build_grpo_trainer', 'grpo_metrics', 'train',
-           'evaluate']
+           'grpo_args', 'truncate_prompts', 'grpo_data', 'check_vllm', 'EpochRepeatSampler', 'AxolotlGRPOTrainer',
+           'build_grpo_trainer', 'grpo_metrics', 'train', 'evaluate']
 
 # %% ../nbs/13_grpo.ipynb #0ee2b284
 def group_advantages(rewards:Tensor, # (n_prompts × G,) rewards, the G completions of a prompt adjacent
@@ -213,12 +214,25 @@ def check_vllm(cfg:AxolotlConfig):
         raise UserError("trl.use_vllm needs the `vllm` package in this environment — `pip install vllm`, "
                         "or set `trl.use_vllm: false`")
 
+# %% ../nbs/13_grpo.ipynb #b7cacd27
+class EpochRepeatSampler(RepeatSampler):
+    "TRL's `RepeatSampler`, its shuffle a function of `(seed, epoch)`: a resumed run sees the epoch it stopped in."
+    def set_epoch(self, epoch:int):
+        "Select the epoch whose order `__iter__` yields (the HF loop calls this before each epoch)."
+        if self.shuffle: self.generator.manual_seed((self.seed or 0) + int(epoch))
+
+class AxolotlGRPOTrainer(GRPOTrainer):
+    "TRL's `GRPOTrainer` with `EpochRepeatSampler` for training."
+    def _get_train_sampler(self, dataset=None) -> EpochRepeatSampler:
+        s = super()._get_train_sampler(dataset)
+        return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
+
 # %% ../nbs/13_grpo.ipynb #53f495c1
 def build_grpo_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, # what the run loaded
                        reward_funcs:Optional[list]=None, # default: `load_reward_funcs(cfg)`
                        callbacks:Optional[list]=None, # default: `build_callbacks(cfg, factor=None)`
-                       **extra) -> GRPOTrainer: # `GRPOConfig` overrides
-    "A TRL `GRPOTrainer` for `cfg`."
+                       **extra) -> AxolotlGRPOTrainer: # `GRPOConfig` overrides
+    "A TRL `GRPOTrainer` for `cfg` (resume-exact data order: `AxolotlGRPOTrainer`)."
     if cfg.rl != 'grpo': raise UserError(f"rl: {cfg.rl} — the GRPO trainer needs `rl: grpo`")
     check_vllm(cfg)
     reward_funcs = reward_funcs or load_reward_funcs(cfg)
@@ -227,9 +241,9 @@ def build_grpo_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=No
         tokenizer.padding_side = 'left'  # generation pads prompts on the left
     gc = getattr(model, 'generation_config', None)
     if gc is not None and tokenizer.pad_token_id is not None: gc.pad_token_id = tokenizer.pad_token_id
-    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=GRPOConfig(**grpo_args(cfg, **extra)),
-                       train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                       callbacks=callbacks or build_callbacks(cfg, factor=None))
+    return AxolotlGRPOTrainer(model=model, reward_funcs=reward_funcs, args=GRPOConfig(**grpo_args(cfg, **extra)),
+                              train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                              callbacks=callbacks or build_callbacks(cfg, factor=None))
 
 # %% ../nbs/13_grpo.ipynb #a3a31e7e
 def grpo_metrics(log_history:list[dict]) -> dict:
