@@ -186,13 +186,16 @@ def tools(self: ChatTemplate, row: dict, idx: int) -> list | None:
 
 @patch
 def render_chat(
-    self: ChatTemplate, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None
+    self: ChatTemplate, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None,
+    bos: bool = True,  # False: no BOS token (Axolotl's chatml.* / llama3.* preference strings have none)
 ) -> str:
     "The template applied to `messages` (with the tokenizer's special tokens and `chat_template_kwargs`)."
     kw = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
     kw.update((_get(self.cfg, 'chat_template_kwargs') if self.cfg is not None else None) or {})
     if tools:
         kw['tools'] = tools
+    if not bos:
+        kw['bos_token'] = ''
     return self._render(messages=messages, add_generation_prompt=add_generation_prompt, **kw)
 
 # %% ../nbs/02b_chat.ipynb #4178639b
@@ -292,6 +295,7 @@ class Preference(ChatTemplate):
         tpl = CHAT_TEMPLATES.get(style) if style in CHAT_TEMPLATES else None
         super().__init__(ds, tokenizer, cfg, template=tpl)
         self.kind, self.name, self.variant = kind, t or kind, t.split('.')[-1] if '.' in t else t
+        self.style = style if tpl is not None else None  # Axolotl's chatml.* / llama3.*: fixed strings, no BOS
 
     def _conv(self, v, field: str, idx: int) -> list[dict]:
         if isinstance(v, str):
@@ -324,17 +328,25 @@ class Preference(ChatTemplate):
             )
         if self.raw:
             return c
+        if self.style:
+            return c + {'chatml': '<|im_end|>', 'llama3': '<|eot_id|>'}.get(self.style, '')
         p = self.render_chat(prompt, add_generation_prompt=True)
         f = self.render_chat(prompt + [{'role': 'assistant', 'content': c}])
         return f[len(p) :].rstrip() if f.startswith(p) else c + (self.tokenizer.eos_token or '')
 
+    def _response(self, row: dict, k: str) -> bool:
+        "Whether the reply is in `<k>_response` (argilla; Axolotl's default when `<k>` is absent)."
+        return self.variant == 'argilla' or (f'{k}_response' in row and k not in row)
+
     def prompt_messages(self, row: dict, idx: int) -> list[dict]:
-        v = self.variant
-        if v == 'intel':
+        v, keys = self.variant, {'intel': 'question', 'argilla': 'instruction', 'icr': 'input'}
+        if v == 'argilla_chat':  # the prompt is the conversation before the (chosen / KTO) reply
+            f = self.field('completion', 'completion') if self.kind == 'kto' else self.field('chosen', 'chosen')
+            return self._conv(_need(row, f, self.name, idx, (list,)), f, idx)[:-1]
+        if v in keys or self.style:
+            k = keys.get(v) or next((k for k in ('prompt', 'input', 'question', 'instruction') if k in row), 'prompt')
             msgs = [{'role': 'system', 'content': row['system']}] if row.get('system') else []
-            return msgs + [{'role': 'user', 'content': _need(row, self.field('prompt', 'question'), self.name, idx)}]
-        if v == 'argilla':
-            return [{'role': 'user', 'content': _need(row, self.field('prompt', 'instruction'), self.name, idx)}]
+            return msgs + [{'role': 'user', 'content': _need(row, self.field('prompt', k), self.name, idx)}]
         f = self.field('prompt', 'prompt')
         if f not in row and self.ds.get('field_prompt') is None and 'messages' in row:
             f = 'messages'
@@ -347,7 +359,7 @@ class Preference(ChatTemplate):
         pm = self.prompt_messages(row, idx)
         if any(not isinstance(m.get('content'), str) for m in pm):
             raise DataError(f"example {idx}: every prompt message needs a string `content` (strategy `{self.name}`)")
-        prompt = pm[-1]['content'] if self.raw else self.render_chat(pm, add_generation_prompt=True)
+        prompt = pm[-1]['content'] if self.raw else self.render_chat(pm, add_generation_prompt=True, bos=not self.style)
         if self.kind == 'grpo':
             out = {'prompt': prompt}
             fa = self.ds.get('field_answer') or 'answer'
@@ -363,8 +375,8 @@ class Preference(ChatTemplate):
                 'label': lab,
             }
         fc, fr = (
-            self.field('chosen', 'chosen_response' if self.variant == 'argilla' else 'chosen'),
-            self.field('rejected', 'rejected_response' if self.variant == 'argilla' else 'rejected'),
+            self.field('chosen', 'chosen_response' if self._response(row, 'chosen') else 'chosen'),
+            self.field('rejected', 'rejected_response' if self._response(row, 'rejected') else 'rejected'),
         )
         return {
             'prompt': prompt,
