@@ -32,7 +32,7 @@ MAXRSS = 'import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).ret
 def model_dir() -> Path:
     "The GGUF converted once to a safetensors HF folder (our cache), loadable by Axolotl as a local `base_model`."
     from axolotl_nb.config import pkg_path
-    from axolotl_nb.models import convert_gguf
+    from axolotl_nb.weights import convert_gguf
 
     return convert_gguf(pkg_path(GGUF))
 
