@@ -8,6 +8,7 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/lora.html.md"""
 # %% ../nbs/07_lora.ipynb #4fd7c809
 from __future__ import annotations  # noqa: F404 (a hidden setup cell runs first)
 import json, re
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,19 +25,21 @@ from .weights import atomic_dir, bnb_4bit_params, info, model_dtype
 from .models import load_model, load_tokenizer, resolve_base_model
 
 # %% auto #0
-__all__ = ['find_linear_names', 'lora_config', 'adapter_dir', 'param_counts', 'keep_embeddings_in', 'apply_lora',
-           'loraplus_param_groups', 'base_dtype', 'load_adapter_for_merge', 'merge_lora']
+__all__ = ['CLASSIFIER_HEADS', 'find_linear_names', 'lora_config', 'adapter_dir', 'param_counts', 'keep_embeddings_in',
+           'apply_lora', 'loraplus_param_groups', 'base_dtype', 'load_adapter_for_merge', 'merge_lora', 'freeze_except']
 
 # %% ../nbs/07_lora.ipynb #1ff4d0f5
+CLASSIFIER_HEADS = ('score', 'classifier')  # the heads PEFT's SEQ_CLS / TOKEN_CLS task types train in full
+
 def find_linear_names(model:nn.Module # a transformers model (plain, quantized or PEFT-wrapped)
                      ) -> list[str]:
-    "Leaf names of every linear layer except the output head: what `lora_target_linear` targets."
+    "Leaf names of every linear layer except the output or classification head: what `lora_target_linear` targets."
     head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
     names = set()
     for n, mod in model.named_modules():
         if isinstance(mod, (nn.Linear, Conv1D)) and mod is not head and 'lora_' not in n and 'modules_to_save' not in n:
             names.add(n.split('.')[-1])
-    return sorted(names - {'lm_head'})
+    return sorted(names - {'lm_head', *CLASSIFIER_HEADS})
 
 # %% ../nbs/07_lora.ipynb #d7664c18
 def _module_name(model:nn.Module, target:Optional[nn.Module]) -> Optional[str]:
@@ -240,3 +243,41 @@ def merge_lora(cfg:AxolotlConfig, # the run config (base_model, output_dir, lora
         tok.save_pretrained(t)
     info(f"merged model written to {out} ({merged.dtype}, {sum(p.numel() for p in merged.parameters()):,} params)")
     return out
+
+# %% ../nbs/07_lora.ipynb #403c21f7
+def _pattern(p:str) -> tuple[re.Pattern, Optional[tuple[int, Optional[int]]]]:
+    "An `unfrozen_parameters` entry as Axolotl reads it: (regex with literal dots, the optional `[start:end]` rows)."
+    m, rows = re.match(r'^(.+)\[([0-9]*)(?::([0-9]*))?\]$', p), None
+    if m:
+        p, a, b = m.groups()
+        rows = (int(a), int(a) + 1) if b is None and a else (int(a or 0), int(b) if b else None)
+        if rows[1] is not None and rows[0] >= rows[1]:
+            raise UserError(f"unfrozen_parameters: {m.group(0)}: empty row range")
+    return re.compile(re.sub(r'\.(?!\+)', r'\\.', p)), rows
+
+# %% ../nbs/07_lora.ipynb #4e1d74d0
+def _keep_rows(grad:torch.Tensor, rows:list[tuple]) -> torch.Tensor:
+    "The gradient with every row outside `rows` zeroed."
+    keep = torch.zeros(grad.shape[0], dtype=torch.bool, device=grad.device)
+    for a, b in rows: keep[a:b] = True
+    return grad * keep.view(-1, *[1] * (grad.ndim - 1))
+
+def freeze_except(model:nn.Module, # a full (not PEFT) model
+                  cfg, # `unfrozen_parameters`; no `adapter`
+                 ) -> list[str]:
+    "Train only the parameters an `unfrozen_parameters` regex matches (a row range: only those rows); their names."
+    if cfg.adapter: raise UserError("unfrozen_parameters: is for full fine-tunes — with an adapter PEFT decides what "
+                                    "trains; list full modules in `lora_modules_to_save` instead")
+    pats, trained = [_pattern(p) for p in cfg.unfrozen_parameters], []
+    for n, p in model.named_parameters():
+        hits = [rows for rx, rows in pats if rx.match(n)]
+        p.requires_grad_(bool(hits))
+        if hits: trained.append(n)
+        if hits and None not in hits: p.register_hook(partial(_keep_rows, rows=hits))
+    if not trained:
+        names = [n for n, _ in model.named_parameters()]
+        raise UserError(f"unfrozen_parameters: {cfg.unfrozen_parameters} match no parameter — names look like "
+                        f"{names[0]}, {names[len(names) // 2]}, {names[-1]} (matched from the start, `.` is a dot)")
+    t, n = sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
+    info(f"unfrozen_parameters: training {len(trained)} tensors, {t:,} / {n:,} weights ({100 * t / n:.2f}%)")
+    return trained
