@@ -1,6 +1,6 @@
 "End-to-end `axolotl-nb preprocess`: the printed report, the cache, and exit codes / messages for bad input."
 
-import importlib.util, os, subprocess, sys
+import importlib.util, json, os, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +91,56 @@ def test_preprocess_bad_input(tmp_path, fname, typ, msg):
     assert 'Traceback' not in r.stderr
     prepared = tmp_path / 'prepared'
     assert not prepared.exists() or not [p for p in prepared.iterdir() if p.suffix != '.lock']  # nothing cached
+
+
+LONG = {'instruction': 'word ' * 300, 'input': '', 'output': 'x'}  # over sequence_len 256
+
+
+@pytest.mark.parametrize(
+    'name,data,msg',
+    [
+        ('latin.jsonl', b'{"instruction": "a", "output": "ok"}\n{"instruction": "b", "output": "caf\xe9"}\n',
+         'latin.jsonl:2: byte 0xe9 at byte offset 72 is not UTF-8 — re-save the file as UTF-8 (e.g. `iconv'),
+        ('latin.csv', b'instruction,input,output\nb,,caf\xe9\n',
+         'latin.csv:2: byte 0xe9 at byte offset 31 is not UTF-8 — re-save the file as UTF-8 (e.g. `iconv'),
+        ('empty.jsonl', b'', 'empty.jsonl: empty file (no rows)'),
+        ('empty.csv', b'\n\n', 'empty.csv: empty file (no rows)'),
+        ('long.jsonl', (json.dumps(LONG) + '\n').encode() * 3,
+         'no training rows are left after filtering (drops — longer than sequence_len: 3)'),
+    ],
+    ids=['jsonl-latin1', 'csv-latin1', 'jsonl-empty', 'csv-blank', 'all-dropped'],
+)
+def test_preprocess_bad_file(tmp_path, name, data, msg):
+    "Bad bytes, empty files and all-dropped data: exit 4, one line naming the file (line, byte) or the drop counts."
+    (tmp_path / name).write_bytes(data)
+    r = cli('preprocess', write_cfg(tmp_path, [dict(path=str(tmp_path / name), type='alpaca')]))
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    assert msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    prepared = tmp_path / 'prepared'
+    assert not prepared.exists() or not [p for p in prepared.iterdir() if p.suffix != '.lock']  # nothing cached
+
+
+def test_preprocess_csv_cells_are_text(tmp_path):
+    "A CSV `output` column that looks numeric (42, 007, 1e3) is trained as the text the file holds."
+    (tmp_path / 'nums.csv').write_text('instruction,input,output\nDouble 21,,42\nPad 7,,007\nA thousand,,1e3\n')
+    r = cli('preprocess', write_cfg(tmp_path, [dict(path=str(tmp_path / 'nums.csv'), type='alpaca')]), '--debug', '3')
+    assert r.returncode == 0, r.stderr
+    assert '3 in →       3 out' in r.stdout
+    shown = r.stdout.replace('[', '').replace(']', '')  # the debug view brackets each trained token
+    for answer in ('42', '007', '1e3'):
+        assert f'### Response:\\n{answer}<|im_end|>' in shown, shown
+
+
+def test_train_reports_drops(tmp_path, capsys):
+    "The run path (what `train` calls) says how many rows preprocessing dropped, and why."
+    from axolotl_nb.models import save_tiny_model
+    from axolotl_nb.rules import load_config
+    from axolotl_nb.run import load_for_training
+    save_tiny_model(tmp_path / 'tiny', hidden_size=32, num_layers=1)
+    rows = [{'instruction': f'Say {i}', 'input': '', 'output': f'{i}'} for i in range(5)] + [LONG] * 3
+    (tmp_path / 'd.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    ds = [dict(path=str(tmp_path / 'd.jsonl'), type='alpaca')]
+    cfg = load_config(dict(base_model=str(tmp_path / 'tiny'), datasets=ds, sequence_len=256, micro_batch_size=1,
+                           dataset_prepared_path=str(tmp_path / 'prep'), output_dir=str(tmp_path / 'out')))
+    load_for_training(cfg)
+    assert 'preprocess dropped 3 rows (longer than sequence_len)' in capsys.readouterr().err
