@@ -290,12 +290,16 @@ class Preference(ChatTemplate):
 
     def __init__(self, ds, tokenizer, cfg=None, kind: str = 'dpo'):
         t = ds.get('type') or ''
+        self.udf = t if isinstance(t, dict) else None  # Axolotl's user_defined: `type:` holds the formats
+        t = 'user_defined.default' if self.udf is not None else t
         style = t.split('.')[0] if '.' in t else None
         self.raw = t in ('prompt_pairs', 'default')
         tpl = CHAT_TEMPLATES.get(style) if style in CHAT_TEMPLATES else None
         super().__init__(ds, tokenizer, cfg, template=tpl)
         self.kind, self.name, self.variant = kind, t or kind, t.split('.')[-1] if '.' in t else t
         self.style = style if tpl is not None else None  # Axolotl's chatml.* / llama3.*: fixed strings, no BOS
+        if t == 'chat_template.argilla':  # ORPO's: system + the chosen conversation before its reply
+            self.variant = 'orpo_argilla'
 
     def _conv(self, v, field: str, idx: int) -> list[dict]:
         if isinstance(v, str):
@@ -332,7 +336,9 @@ class Preference(ChatTemplate):
             return c + {'chatml': '<|im_end|>', 'llama3': '<|eot_id|>'}.get(self.style, '')
         p = self.render_chat(prompt, add_generation_prompt=True)
         f = self.render_chat(prompt + [{'role': 'assistant', 'content': c}])
-        return f[len(p) :].rstrip() if f.startswith(p) else c + (self.tokenizer.eos_token or '')
+        if not f.startswith(p):
+            return c + (self.tokenizer.eos_token or '')
+        return f[len(p) :] if self.variant == 'orpo_argilla' else f[len(p) :].rstrip()
 
     def _response(self, row: dict, k: str) -> bool:
         "Whether the reply is in `<k>_response` (argilla; Axolotl's default when `<k>` is absent)."
@@ -340,6 +346,12 @@ class Preference(ChatTemplate):
 
     def prompt_messages(self, row: dict, idx: int) -> list[dict]:
         v, keys = self.variant, {'intel': 'question', 'argilla': 'instruction', 'icr': 'input'}
+        if v == 'orpo_argilla':
+            msgs = [{'role': 'system', 'content': row['system']}] if row.get('system') else []
+            conv = self._conv(_need(row, self.field('chosen', 'chosen'), self.name, idx, (list,)), 'chosen', idx)[:-1]
+            if isinstance(row.get('prompt'), str):
+                conv = [{**m, 'content': row['prompt']} if m.get('role') == 'user' else m for m in conv]
+            return msgs + conv
         if v == 'argilla_chat':  # the prompt is the conversation before the (chosen / KTO) reply
             f = self.field('completion', 'completion') if self.kind == 'kto' else self.field('chosen', 'chosen')
             return self._conv(_need(row, f, self.name, idx, (list,)), f, idx)[:-1]
@@ -356,6 +368,8 @@ class Preference(ChatTemplate):
         return [m for m in msgs if not (self.ds.get('drop_system_message') and m.get('role') == 'system')]
 
     def __call__(self, row: dict, idx: int = 0) -> dict:
+        if self.udf is not None:
+            return self.user_defined(row, idx)
         pm = self.prompt_messages(row, idx)
         if any(not isinstance(m.get('content'), str) for m in pm):
             raise DataError(f"example {idx}: every prompt message needs a string `content` (strategy `{self.name}`)")
@@ -387,6 +401,30 @@ class Preference(ChatTemplate):
     def batch(self, cols, idxs):
         rows = [self({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
         return {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
+
+# %% ../nbs/02b_chat.ipynb #fd4d3d53
+@patch
+def user_defined(self: Preference, row: dict, idx: int) -> dict:
+    "Axolotl's user_defined preference / KTO row: the `type:` mapping's format strings over the row's fields."
+    u, name = self.udf, 'user_defined.default'
+    f = lambda k: u.get(f'field_{k}') or k
+    sys = row.get(f('system')) or ''
+    try:
+        prompt = (u.get('prompt_format') or '{prompt}').format(system=sys, prompt=_need(row, f('prompt'), name, idx))
+        if self.kind == 'kto':
+            fmt = u.get('completion_format') or '{completion}'
+            done = fmt.format(completion=_need(row, f('completion'), name, idx))
+            return {'prompt': prompt, 'completion': done, 'label': _need(row, f('label'), name, idx, (bool,))}
+        return {
+            'prompt': prompt,
+            'chosen': (u.get('chosen_format') or '{chosen}').format(chosen=_need(row, f('chosen'), name, idx)),
+            'rejected': (u.get('rejected_format') or '{rejected}').format(
+                rejected=_need(row, f('rejected'), name, idx)
+            ),
+        }
+    except (KeyError, IndexError) as e:
+        raise DataError(f"type: a user-defined format names `{e.args[0]}`, which it does not have (use {{prompt}}, "
+                        "{system} and the reply's own name)") from None
 
 # %% ../nbs/02b_chat.ipynb #9fd2bab3
 SFT_STRATEGIES = {
