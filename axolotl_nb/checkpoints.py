@@ -6,14 +6,18 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/checkpoints.html.md"""
 
 # %% ../nbs/10b_checkpoints.ipynb #03e90065
 from __future__ import annotations
-import json, struct, sys
+import contextlib, json, shutil, struct, sys, zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch
+
 from .config import AxolotlConfig, UserError, resolve_path
+from .weights import _no_space
 
 # %% auto #0
-__all__ = ['ADAPTER_KEYS', 'safetensors_complete', 'checkpoint_problem', 'latest_checkpoint', 'resume_checkpoint', 'check_resume']
+__all__ = ['ADAPTER_KEYS', 'safetensors_complete', 'checkpoint_problem', 'latest_checkpoint', 'resume_checkpoint', 'DiskFull',
+           'state_bytes', 'disk_full_error', 'disk_full_guard', 'check_resume']
 
 # %% ../nbs/10b_checkpoints.ipynb #fe2f14cb
 def safetensors_complete(path:Path) -> bool:
@@ -31,6 +35,7 @@ def checkpoint_problem(p:Path) -> Optional[str]:
     try: json.loads((p/'trainer_state.json').read_text())
     except (OSError, ValueError): return "trainer_state.json is missing or truncated"
     bad = [f.name for f in sorted(p.glob('*.safetensors')) if not safetensors_complete(f)]
+    bad += [f.name for f in sorted(p.glob('*.pt')) + sorted(p.glob('*.pth')) if not zipfile.is_zipfile(f)]
     return f"{', '.join(bad)} is truncated" if bad else None
 
 # %% ../nbs/10b_checkpoints.ipynb #7eeee55b
@@ -55,6 +60,49 @@ def resume_checkpoint(cfg:AxolotlConfig) -> Optional[str]:
         p = latest_checkpoint(cfg.output_dir)
         return str(p) if p else None
     return None
+
+# %% ../nbs/10b_checkpoints.ipynb #c2fd3665
+class DiskFull(UserError):
+    "A checkpoint save ran out of disk space; earlier checkpoints are untouched."
+    exit_code = 6
+
+def state_bytes(trainer) -> int:
+    "About what one checkpoint of `trainer` takes: the saved weights (trainable ones for an adapter) + optimizer state."
+    model, opt = trainer.model, getattr(trainer, 'optimizer', None)
+    adapter = hasattr(model, 'peft_config')
+    w = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad or not adapter)
+    st = getattr(opt, 'state', {}) if opt is not None else {}
+    return w + sum(t.numel() * t.element_size() for s in st.values() for t in s.values() if torch.is_tensor(t))
+
+def _mib(n:int) -> str: return f"{n / 2**20:,.2f} MiB"
+
+# %% ../nbs/10b_checkpoints.ipynb #f24d60d2
+def disk_full_error(e:BaseException, trainer, before:set) -> Optional[DiskFull]:
+    "The `DiskFull` for `e` raised while `trainer` saved a checkpoint (None: not a disk-full save failure)."
+    out = Path(trainer.args.output_dir)
+    part = out/f'checkpoint-{trainer.state.global_step}'
+    saving = part.is_dir() and part not in before and checkpoint_problem(part) is not None
+    need, free = state_bytes(trainer), shutil.disk_usage(out).free
+    if not (_no_space(e) or (saving and free < need)): return None
+    files = [f for f in part.rglob('*') if f.is_file()] if part.is_dir() else []
+    f = getattr(e, 'filename', None) or max(files, key=lambda p: p.stat().st_mtime, default=part)
+    if saving: shutil.rmtree(part, ignore_errors=True)  # created by this save: give its space back
+    prev = latest_checkpoint(out, say=lambda m: None)
+    return DiskFull(f"disk full while saving {f}: a checkpoint needs about {_mib(need)}, {_mib(free)} are free in "
+                    f"{out}. " + (f"Removed the partial {part.name}; " if saving else "") +
+                    f"free space (or set output_dir elsewhere) and rerun with auto_resume_from_checkpoints: true — "
+                    f"it resumes from {prev.name if prev else 'the start (no complete checkpoint yet)'}")
+
+# %% ../nbs/10b_checkpoints.ipynb #8b11e187
+@contextlib.contextmanager
+def disk_full_guard(trainer):
+    "Around `trainer.train()`: a checkpoint save that fills the disk raises `DiskFull` (file, space needed, free)."
+    before = set(Path(trainer.args.output_dir).glob('checkpoint-*'))
+    try: yield
+    except Exception as e:
+        err = disk_full_error(e, trainer, before)
+        if err is None: raise
+        raise err from e
 
 # %% ../nbs/10b_checkpoints.ipynb #7a6053cd
 ADAPTER_KEYS = {'r': 'lora_r', 'lora_alpha': 'lora_alpha', 'target_modules': 'lora_target_modules / lora_target_linear',

@@ -20,12 +20,12 @@ from .data import debug_view, load_datasets
 from .report import PreprocessReport, fill_packing
 from .attention import sampler_for
 from .distributed import prepare_model, rank, setup_distributed, world_size
-from .lora import apply_lora
+from .lora import apply_lora, freeze_except
 from .loss import add_chunked_loss, apply_kernels, kernel_plan
 from .models import load_model, load_tokenizer
 from .trainer import (DIVERGENCE_FACTOR, LossWatchdog, SummaryCallback, TrainingDiverged, build_callbacks,
                                 build_trainer, callback, peak_memory, plot_loss_curve, report_to, tracking_env)
-from .checkpoints import check_resume, resume_checkpoint
+from .checkpoints import check_resume, disk_full_guard, resume_checkpoint
 
 # %% auto #0
 __all__ = ['SFT', 'CONFIG_NAME', 'sft_data', 'no_kwargs', 'no_metrics', 'Method', 'TrainSummary', 'save_final',
@@ -128,6 +128,7 @@ def load_for_training(cfg:AxolotlConfig, method:Method=SFT) -> tuple:
     train_ds, eval_ds, rep = method.load_data(cfg, tokenizer)
     if drops := rep.all_drops(): say('preprocess dropped ' + ', '.join(f"{n} rows ({why})" for why, n in drops.items()))
     model = load_model(cfg, tokenizer)
+    if cfg.unfrozen_parameters: freeze_except(model, cfg)  # full fine-tune of the matching weights only
     if cfg.adapter: model = apply_lora(model, cfg)
     for note in kernel_plan(cfg): say(note)
     if done := apply_kernels(model, cfg): say(f"Liger kernels: {', '.join(done)}")
@@ -204,7 +205,7 @@ def train(cfg:AxolotlConfig, # the run config
     if ckpt:
         check_resume(ckpt, trainer.model)
         say(f"resuming from {ckpt}")
-    trainer.train(resume_from_checkpoint=ckpt)
+    with disk_full_guard(trainer): trainer.train(resume_from_checkpoint=ckpt)
     wd = callback(trainer, LossWatchdog)
     if wd.step is None: final_eval(trainer)
     dest = Path(cfg.output_dir) / (f'diverged-step-{wd.step}' if wd.step is not None else '')

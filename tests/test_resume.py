@@ -11,7 +11,7 @@ Every micro-batch that reaches `Trainer.training_step` is fingerprinted (step, e
 prompts) into a JSONL file, so the data order of the killed + resumed pair can be laid next to the uninterrupted one.
 """
 
-import hashlib, json, os, signal, subprocess, sys
+import errno, hashlib, json, os, shutil, signal, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from axolotl_nb import grpo, preference, run
+from axolotl_nb.checkpoints import DiskFull, latest_checkpoint
 from axolotl_nb.models import save_tiny_model
 from axolotl_nb.rules import load_config
 from toys import toy_preferences, toy_tokenizer
@@ -189,6 +190,70 @@ def test_grpo_resume_in_second_epoch(work):
     "GRPO, 2 epochs of 8 one-prompt steps: checkpoint 10, killed in step 12 (generation, rewards and order replay)."
     recs = killed_then_resumed(work, 'grpo', kill_at=12, resume_from=10, method='grpo', num_epochs=2, save_steps=5)
     assert epochs_differ(recs)
+
+
+def resume_after_disk_full(work: Path, name: str, out: Path):
+    "The run that hit the full disk, rerun: it resumes from checkpoint-2 and finishes."
+    s = run.train(load_config(config(work, name, max_steps=6, save_steps=2, output_dir=str(out))))
+    assert s.steps == 6 and Path(s.resumed_from).name == 'checkpoint-2'
+
+
+def test_disk_full_in_checkpoint_save(work, monkeypatch):
+    "ENOSPC injected half-way through the second save: DiskFull (exit 6) names the file and the space needed."
+    orig, calls = Trainer._save_optimizer_and_scheduler, []
+
+    def full_disk(self, output_dir):
+        calls.append(output_dir)
+        if len(calls) < 2: return orig(self, output_dir)
+        f = Path(output_dir)/'optimizer.pt'
+        f.write_bytes(b'PK\x03\x04 half an archive')
+        raise OSError(errno.ENOSPC, 'No space left on device', str(f))
+
+    monkeypatch.setattr(Trainer, '_save_optimizer_and_scheduler', full_disk)
+    out = work/'diskfull'
+    with pytest.raises(DiskFull) as e:
+        run.train(load_config(config(work, 'diskfull', max_steps=6, save_steps=2)))
+    msg = str(e.value)
+    assert e.value.exit_code == 6 and f"saving {out/'checkpoint-4'/'optimizer.pt'}" in msg, msg
+    assert 'needs about' in msg and 'MiB are free' in msg and 'resumes from checkpoint-2' in msg, msg
+    assert sorted(p.name for p in out.glob('checkpoint-*')) == ['checkpoint-2']  # partial one removed, earlier kept
+    assert not (out/'training_summary.json').exists()
+    monkeypatch.undo()
+    resume_after_disk_full(work, 'diskfull', out)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    "A 1 MiB tmpfs (root only: skipped elsewhere)."
+    d = tmp_path/'fs'
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(d)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip('mounting a tmpfs needs root')
+    yield d
+    subprocess.run(['umount', '-l', str(d)], check=False)
+
+
+def test_disk_really_full_in_checkpoint_save(work, tiny_fs, monkeypatch):
+    "A real full filesystem (tmpfs filled after the first checkpoint): whatever the writer raises becomes DiskFull."
+    out, orig, calls = tiny_fs/'out', Trainer._save_checkpoint, []
+
+    def fill_then_save(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # leave 4 KiB: the adapter's safetensors file (≈ 30 KiB) cannot be written
+            free = shutil.disk_usage(tiny_fs).free
+            (tiny_fs/'filler').write_bytes(b'\0' * (free - 4096))
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, '_save_checkpoint', fill_then_save)
+    with pytest.raises(DiskFull) as e:
+        run.train(load_config(config(work, 'realfull', max_steps=6, save_steps=2, output_dir=str(out))))
+    msg = str(e.value)
+    assert f"saving {out/'checkpoint-4'}" in msg and 'resumes from checkpoint-2' in msg, msg
+    assert latest_checkpoint(out).name == 'checkpoint-2' and not (out/'checkpoint-4').exists()
+    monkeypatch.undo()
+    (tiny_fs/'filler').unlink()
+    resume_after_disk_full(work, 'realfull', out)
 
 
 if __name__ == '__main__':  # the child: train CONFIG recording into RECORD, SIGKILL in step KILL_AT
