@@ -1,4 +1,4 @@
-"""Label a conversation rendered by its chat template exactly as Axolotl 0.21 does, turn preference / KTO / GRPO rows into the strings TRL's trainers take, and map a dataset entry's `type:` to its strategy.
+"""Label a conversation rendered by its chat template exactly as Axolotl 0.21 does.
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/chat.html.md"""
 
@@ -10,13 +10,11 @@ import bisect, json, os
 
 from fastcore.basics import patch
 
-from .prompts import (IGNORE, DataError, Strategy, Alpaca, Legacy, Completion, InputOutput, LEGACY_TYPES,
-                                _get, _need, columns)
-from .templates import CHAT_TEMPLATES, compile_template, resolve_chat_template
+from .prompts import IGNORE, DataError, Strategy, _get, _need, columns
+from .templates import compile_template, resolve_chat_template
 
 # %% auto #0
-__all__ = ['DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'SFT_STRATEGIES', 'ChatTemplate', 'Preference',
-           'get_strategy']
+__all__ = ['DEFAULT_ROLES', 'EOT_WINDOW', 'THINK_TAGS', 'SENTINELS', 'ChatTemplate']
 
 # %% ../nbs/02b_chat.ipynb #ad540827
 DEFAULT_ROLES = {
@@ -281,175 +279,3 @@ def batch(self: ChatTemplate, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: v[j] for k, v in cols.items() if v[j] is not None}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
     return columns(ids, labs)
-
-# %% ../nbs/02b_chat.ipynb #4b9dfd5d
-class Preference(ChatTemplate):
-    "Preference / KTO / GRPO rows as prompt + completion strings rendered through a chat template."
-
-    kind = 'dpo'
-
-    def __init__(self, ds, tokenizer, cfg=None, kind: str = 'dpo'):
-        t = ds.get('type') or ''
-        self.udf = t if isinstance(t, dict) else None  # Axolotl's user_defined: `type:` holds the formats
-        t = 'user_defined.default' if self.udf is not None else t
-        style = t.split('.')[0] if '.' in t else None
-        self.raw = t in ('prompt_pairs', 'default')
-        tpl = CHAT_TEMPLATES.get(style) if style in CHAT_TEMPLATES else None
-        super().__init__(ds, tokenizer, cfg, template=tpl)
-        self.kind, self.name, self.variant = kind, t or kind, t.split('.')[-1] if '.' in t else t
-        self.style = style if tpl is not None else None  # Axolotl's chatml.* / llama3.*: fixed strings, no BOS
-        if t == 'chat_template.argilla':  # ORPO's: system + the chosen conversation before its reply
-            self.variant = 'orpo_argilla'
-
-    def _conv(self, v, field: str, idx: int) -> list[dict]:
-        if isinstance(v, str):
-            return [{'role': 'user', 'content': v}]
-        if isinstance(v, dict):
-            v = [v]
-        if not isinstance(v, list):
-            raise DataError(
-                f"example {idx}: field `{field}` must be a string or a list of messages (strategy `{self.name}`), "
-                f"got {type(v).__name__}"
-            )
-        return [
-            {
-                'role': self.aliases.get(m.get('role', m.get('from')), m.get('role', m.get('from'))),
-                'content': m.get('content', m.get('value')),
-            }
-            if isinstance(m, dict)
-            else {}
-            for m in v
-        ]
-
-    def _reply(self, prompt: list[dict], v, field: str, idx: int) -> str:
-        if isinstance(v, list) and v and isinstance(v[-1], dict):
-            v = v[-1]
-        c = v.get('content', v.get('value')) if isinstance(v, dict) else v
-        if not isinstance(c, str):
-            raise DataError(
-                f"example {idx}: field `{field}` must be a string or an assistant message (strategy `{self.name}`), "
-                f"got {type(v).__name__}"
-            )
-        if self.raw:
-            return c
-        if self.style:
-            return c + {'chatml': '<|im_end|>', 'llama3': '<|eot_id|>'}.get(self.style, '')
-        p = self.render_chat(prompt, add_generation_prompt=True)
-        f = self.render_chat(prompt + [{'role': 'assistant', 'content': c}])
-        if not f.startswith(p):
-            return c + (self.tokenizer.eos_token or '')
-        return f[len(p) :] if self.variant == 'orpo_argilla' else f[len(p) :].rstrip()
-
-    def _response(self, row: dict, k: str) -> bool:
-        "Whether the reply is in `<k>_response` (argilla; Axolotl's default when `<k>` is absent)."
-        return self.variant == 'argilla' or (f'{k}_response' in row and k not in row)
-
-    def prompt_messages(self, row: dict, idx: int) -> list[dict]:
-        v, keys = self.variant, {'intel': 'question', 'argilla': 'instruction', 'icr': 'input'}
-        if v == 'orpo_argilla':
-            msgs = [{'role': 'system', 'content': row['system']}] if row.get('system') else []
-            conv = self._conv(_need(row, self.field('chosen', 'chosen'), self.name, idx, (list,)), 'chosen', idx)[:-1]
-            if isinstance(row.get('prompt'), str):
-                conv = [{**m, 'content': row['prompt']} if m.get('role') == 'user' else m for m in conv]
-            return msgs + conv
-        if v == 'argilla_chat':  # the prompt is the conversation before the (chosen / KTO) reply
-            f = self.field('completion', 'completion') if self.kind == 'kto' else self.field('chosen', 'chosen')
-            return self._conv(_need(row, f, self.name, idx, (list,)), f, idx)[:-1]
-        if v in keys or self.style:
-            k = keys.get(v) or next((k for k in ('prompt', 'input', 'question', 'instruction') if k in row), 'prompt')
-            msgs = [{'role': 'system', 'content': row['system']}] if row.get('system') else []
-            return msgs + [{'role': 'user', 'content': _need(row, self.field('prompt', k), self.name, idx)}]
-        f = self.field('prompt', 'prompt')
-        if f not in row and self.ds.get('field_prompt') is None and 'messages' in row:
-            f = 'messages'
-        msgs = self._conv(_need(row, f, self.name, idx, (str, list)), f, idx)
-        if self.ds.get('system_prompt'):
-            msgs = [{'role': 'system', 'content': self.ds['system_prompt']}] + msgs
-        return [m for m in msgs if not (self.ds.get('drop_system_message') and m.get('role') == 'system')]
-
-    def __call__(self, row: dict, idx: int = 0) -> dict:
-        if self.udf is not None:
-            return self.user_defined(row, idx)
-        pm = self.prompt_messages(row, idx)
-        if any(not isinstance(m.get('content'), str) for m in pm):
-            raise DataError(f"example {idx}: every prompt message needs a string `content` (strategy `{self.name}`)")
-        prompt = pm[-1]['content'] if self.raw else self.render_chat(pm, add_generation_prompt=True, bos=not self.style)
-        if self.kind == 'grpo':
-            out = {'prompt': prompt}
-            fa = self.ds.get('field_answer') or 'answer'
-            if fa in row:
-                out['answer'] = str(row[fa])
-            return out
-        if self.kind == 'kto':
-            fc, fl = self.field('completion', 'completion'), self.field('label', 'label')
-            lab = _need(row, fl, self.name, idx, (bool,))
-            return {
-                'prompt': prompt,
-                'completion': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx),
-                'label': lab,
-            }
-        fc, fr = (
-            self.field('chosen', 'chosen_response' if self._response(row, 'chosen') else 'chosen'),
-            self.field('rejected', 'rejected_response' if self._response(row, 'rejected') else 'rejected'),
-        )
-        return {
-            'prompt': prompt,
-            'chosen': self._reply(pm, _need(row, fc, self.name, idx, (str, list, dict)), fc, idx),
-            'rejected': self._reply(pm, _need(row, fr, self.name, idx, (str, list, dict)), fr, idx),
-        }
-
-    def batch(self, cols, idxs):
-        rows = [self({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
-        return {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
-
-# %% ../nbs/02b_chat.ipynb #fd4d3d53
-@patch
-def user_defined(self: Preference, row: dict, idx: int) -> dict:
-    "Axolotl's user_defined preference / KTO row: the `type:` mapping's format strings over the row's fields."
-    u, name = self.udf, 'user_defined.default'
-    f = lambda k: u.get(f'field_{k}') or k
-    sys = row.get(f('system')) or ''
-    try:
-        prompt = (u.get('prompt_format') or '{prompt}').format(system=sys, prompt=_need(row, f('prompt'), name, idx))
-        if self.kind == 'kto':
-            fmt = u.get('completion_format') or '{completion}'
-            done = fmt.format(completion=_need(row, f('completion'), name, idx))
-            return {'prompt': prompt, 'completion': done, 'label': _need(row, f('label'), name, idx, (bool,))}
-        return {
-            'prompt': prompt,
-            'chosen': (u.get('chosen_format') or '{chosen}').format(chosen=_need(row, f('chosen'), name, idx)),
-            'rejected': (u.get('rejected_format') or '{rejected}').format(
-                rejected=_need(row, f('rejected'), name, idx)
-            ),
-        }
-    except (KeyError, IndexError) as e:
-        raise DataError(f"type: a user-defined format names `{e.args[0]}`, which it does not have (use {{prompt}}, "
-                        "{system} and the reply's own name)") from None
-
-# %% ../nbs/02b_chat.ipynb #9fd2bab3
-SFT_STRATEGIES = {
-    'alpaca': Alpaca,
-    'completion': Completion,
-    'pretrain': Completion,
-    'input_output': InputOutput,
-    'chat_template': ChatTemplate,
-}
-
-
-def get_strategy(ds: dict, tokenizer, cfg=None) -> Strategy:
-    "The prompt strategy for dataset entry `ds` (`cfg.rl` selects preference / KTO / GRPO rows)."
-    rl, t = _get(cfg, 'rl') if cfg is not None else None, ds.get('type')
-    if rl in ('dpo', 'ipo', 'orpo', 'simpo', 'kto', 'grpo'):
-        return Preference(ds, tokenizer, cfg, kind=rl if rl in ('kto', 'grpo') else 'dpo')
-    t = t or 'chat_template'
-    base, _, style = t.partition(':')
-    if base == 'alpaca' and style:
-        return Alpaca(ds, tokenizer, cfg, style=style)
-    if base in LEGACY_TYPES:
-        return Legacy(ds, tokenizer, cfg, kind=base, style=style or 'instruct')
-    if base not in SFT_STRATEGIES:
-        raise DataError(
-            f"unknown dataset type `{t}` — use one of {', '.join(SFT_STRATEGIES)} (or alpaca:chat / alpaca:chatml / "
-            f"alpaca:phi, or {', '.join(LEGACY_TYPES)})"
-        )
-    return SFT_STRATEGIES[base](ds, tokenizer, cfg)

@@ -18,7 +18,7 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from .config import AxolotlConfig, resolve_path
 from .prompts import IGNORE, DataError, label_view
 from .templates import resolve_chat_template
-from .chat import get_strategy
+from .strategies import get_strategy
 from .sources import json_rows, load_source, source_files
 from .report import PreprocessReport, fill_lengths, plot_lengths, rl_lengths
 

@@ -303,7 +303,7 @@ def ours(cfg_path: Path, tokenizer) -> list[dict]:
     "Our rows for a case config: every raw row through our strategy (no filtering, so rows line up)."
     from axolotl_nb.rules import load_config
     from axolotl_nb.data import load_source, tokenize_dataset
-    from axolotl_nb.chat import get_strategy
+    from axolotl_nb.strategies import get_strategy
 
     cfg = load_config(str(cfg_path))
     ds = cfg.datasets[0]
