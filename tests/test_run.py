@@ -83,3 +83,16 @@ def test_every_method_stops_loudly_on_divergence(work, method):
     step = int(msg.split('at step ')[1].split()[0])
     assert (good/f'diverged-step-{step}'/'adapter_model.safetensors').exists()
     assert (good/'adapter_model.safetensors').read_bytes() == before
+
+
+def test_unfrozen_parameters_train_only_what_matches(work):
+    "Full fine-tune with `unfrozen_parameters`: the saved model differs from the base exactly in the matching weights."
+    from safetensors.torch import load_file
+    full = dict(adapter=None, lora_r=None, lora_alpha=None, lora_target_linear=None, val_set_size=0,
+                use_tensorboard=False, unfrozen_parameters=['model.layers.0.mlp.', 'lm_head'])
+    s, err = train('sft', cfg_for(work, 'sft', 'unfrozen', **full))
+    assert 'unfrozen_parameters: training 4 tensors' in err, err
+    base, out = load_file(str(work/'tiny'/'model.safetensors')), load_file(str(Path(s.output_dir)/'model.safetensors'))
+    moved = {k for k in base if not (base[k] == out[k]).all()}
+    assert moved == {'model.layers.0.mlp.gate_proj.weight', 'model.layers.0.mlp.up_proj.weight',
+                     'model.layers.0.mlp.down_proj.weight', 'lm_head.weight'}, moved
