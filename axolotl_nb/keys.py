@@ -149,10 +149,11 @@ UNSUPPORTED.update({
 
 # %% ../nbs/00a_keys.ipynb #68b9f0c7
 CHAT_TEMPLATE_NAMES = (  # what templates serves (a test in 02a_templates keeps them equal)
-    'tokenizer_default', 'jinja', 'alpaca', 'aya', 'chatml', 'cohere', 'deepseek_v2', 'deepseek_v3', 'exaone',
-    'exaone4', 'falcon_h1', 'gemma', 'gemma3', 'gemma3n', 'gemma4', 'gemma4_unified', 'jamba', 'llama3',
-    'llama3_2_vision', 'llama4', 'llava', 'metharme', 'mistral_v1', 'mistral_v2v3', 'mistral_v3_tekken',
-    'mistral_v7_tekken', 'nemotron_h', 'phi_3', 'phi_35', 'pixtral', 'qwen2_vl', 'qwen3', 'qwen3_5', 'qwen_25',
+    'tokenizer_default', 'jinja', 'alpaca', 'aya', 'chatml', 'cohere', 'command_a', 'command_a_rag',
+    'command_a_tool_use', 'deepseek_v2', 'deepseek_v3', 'exaone', 'exaone4', 'falcon_h1', 'gemma', 'gemma3',
+    'gemma3n', 'gemma4', 'gemma4_unified', 'jamba', 'llama3', 'llama3_2_vision', 'llama4', 'llava', 'metharme',
+    'mistral_v1', 'mistral_v2v3', 'mistral_v3_tekken', 'mistral_v7_tekken', 'nemotron_h', 'phi_3', 'phi_35',
+    'pixtral', 'qwen2_vl', 'qwen3', 'qwen3_5', 'qwen_25',
 )
 LITERAL_KEYS = {'rl': RLType, 'optimizer': Optimizer, 'lr_scheduler': Scheduler, 'attn_implementation': AttnImpl,
                 'adapter': Adapter}
