@@ -52,13 +52,14 @@ def test_detector(tmp_path):
 TUTORIALS = [p for p in NOTEBOOKS if p.parent.name == 'tutorials']
 
 def silent_cells(nb_path:Path) -> list[int]:
-    "Code cells without output, not counting install (`#| eval: false`), GPU-only (`#| cuda`) and import-only cells."
+    """Code cells without output, not counting install (`#| eval: false`), GPU-only (`#| cuda`), hidden plumbing
+    (`#| hide`: not on the page) and import-only cells."""
     out = []
     for i, c in enumerate(json.loads(nb_path.read_text())['cells']):
         src = ''.join(c['source']).strip()
         if c['cell_type'] != 'code' or not src or c.get('outputs'): continue
         dirs = {ln[2:].strip().replace(' ', '') for ln in src.splitlines() if ln.startswith('#|')}
-        if dirs & {'eval:false', 'cuda'}: continue
+        if dirs & {'eval:false', 'cuda', 'hide'}: continue
         code = [ln for ln in src.splitlines() if ln.strip() and not ln.lstrip().startswith('#')]
         if all(ln.startswith(('import ', 'from ')) for ln in code): continue
         out.append(i)
