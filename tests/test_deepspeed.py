@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from axolotl_nb.launch import deepspeed_available, deepspeed_presets
+from toys import run_yaml, write_jsonl
 
 pytestmark = [pytest.mark.distributed,
               pytest.mark.skipif(not deepspeed_available(), reason="DeepSpeed is not installed (extra `deepspeed`)")]
@@ -56,19 +57,14 @@ def d(tmp_path_factory) -> Path:
     words, rng = "cat sat on a mat and dog ran to big red sun".split(), random.Random(0)
     rows = [dict(instruction='Repeat the words', input='', output='the ' + ' '.join(rng.sample(words, len(words))))
             for _ in range(64)]
-    (d/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    write_jsonl(d/'train.jsonl', rows)
     return d
 
 
 def config(d:Path, name:str, **kw) -> Path:
-    cfg = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'train.jsonl'), type='alpaca')],
-               dataset_prepared_path=str(d/'prepared'), output_dir=str(d/name), sequence_len=256, sample_packing=False,
-               micro_batch_size=1, gradient_accumulation_steps=1, learning_rate=1e-3, lr_scheduler='constant',
-               warmup_steps=0, max_steps=STEPS, save_steps=SAVE, logging_steps=1, seed=7, use_tensorboard=False,
-               bf16=False, fp16=False) | kw
-    p = d/f'{name}.yml'
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    "The 1-process / 2-rank run: fp32, constant lr, STEPS steps, a checkpoint every SAVE (`kw` wins)."
+    return run_yaml(d, name, **dict(sample_packing=False, lr_scheduler='constant', warmup_steps=0, max_steps=STEPS,
+                                    save_steps=SAVE, bf16=False, fp16=False) | kw)
 
 
 def train(d:Path, name:str, procs:int=2, **kw) -> subprocess.CompletedProcess:

@@ -1,7 +1,8 @@
 """Real 2-process jobs on CPU (gloo, `torchrun --nproc_per_node 2`, tiny Llama): FSDP2 full fine-tune, FSDP2 LoRA and
 FSDP2 + QLoRA match a single-process run on the same global batch; save -> kill -> resume with sharded and full state
-dicts; the packed sampler gives every rank the same number of batches; `axolotl-nb train --launcher torchrun` end to end
-and `merge-lora` from its output.
+dicts; a 2-process `axolotl-nb train` SIGKILLed mid-step and auto-resumed from its sharded checkpoint logs the
+uninterrupted losses; the packed sampler gives every rank the same number of batches; `axolotl-nb train --launcher
+torchrun` end to end and `merge-lora` from its output.
 
 Tolerance: every run is fp32 and sees the same 4 examples per optimizer step (1 process x 4, or 2 processes x 2), so the
 only difference is the order of floating-point reductions (all-reduce / reduce-scatter of gradients): losses must \
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from axolotl_nb.models import save_tiny_model
+from toys import LORA, REPEAT_WORDS, run_yaml, write_jsonl
 
 pytestmark = pytest.mark.distributed
 RTOL = 1e-5
@@ -115,15 +119,8 @@ if __name__ == '__main__':
 
 
 def torchrun(n: int) -> list[str]:
-    return [
-        sys.executable,
-        '-m',
-        'torch.distributed.run',
-        '--nproc_per_node',
-        str(n),
-        '--master_port',
-        str(29500 + os.getpid() % 1000),
-    ]
+    port = str(29500 + os.getpid() % 1000)
+    return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(n), '--master_port', port]
 
 
 def run_job(d: Path, name: str, n: int, phases: list[dict], expect_rc: int = 0) -> None:
@@ -151,22 +148,9 @@ def close(a: dict, b: dict, steps) -> bool:
 @pytest.fixture(scope='module')
 def jobs(tmp_path_factory) -> Path:
     "The single-process references and the 2-process FSDP job (sampler, full, LoRA, QLoRA), run once for the module."
-    from transformers import LlamaConfig, LlamaForCausalLM
-    import torch
-
     d = tmp_path_factory.mktemp('dist')
     (d / 'worker.py').write_text(WORKER)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=128,
-        )
-    ).save_pretrained(d / 'tiny')
+    save_tiny_model(d / 'tiny')  # 2 Llama layers, hidden 64; the worker trains on random ids < 128
     P = lambda name, **kw: dict(out=str(d / name), **kw)
     run_job(d, 'ref', 1, [P('full1', bs=4), P('lora1', bs=4, lora=True), P('qlora1', bs=4, qlora=True, eval=True)])
     run_job(
@@ -185,41 +169,42 @@ def jobs(tmp_path_factory) -> Path:
     return d
 
 
+def same_training(d: Path, one: str, two: str) -> None:
+    "The 2-process run `two` logged the same losses as the 1-process run `one` at steps 1-4."
+    a, b = losses(d, one), losses(d, two)
+    assert sorted(b) == [1, 2, 3, 4] and close(a, b, [1, 2, 3, 4]), (a, b)
+
+
 def test_fsdp2_full_finetune_matches_single_process(jobs):
     assert result(jobs, 'full2')['wrapped'].startswith('FSDP')  # really sharded, not DDP
-    a, b = losses(jobs, 'full1'), losses(jobs, 'full2')
-    assert sorted(b) == [1, 2, 3, 4] and close(a, b, [1, 2, 3, 4]), (a, b)
+    same_training(jobs, 'full1', 'full2')
 
 
 def test_fsdp2_activation_checkpointing_same_losses(jobs):
     "fsdp_activation_checkpointing recomputes activations in backward: both decoder layers wrapped, same losses."
     assert result(jobs, 'ac2')['checkpointed'] == 2 and result(jobs, 'full2')['checkpointed'] == 0
-    a, b = losses(jobs, 'full1'), losses(jobs, 'ac2')
-    assert close(a, b, [1, 2, 3, 4]), (a, b)
+    same_training(jobs, 'full1', 'ac2')
 
 
 def test_fsdp2_cpu_ram_efficient_loading_same_losses(jobs):
     "fsdp_cpu_ram_efficient_loading: ranks > 0 go to meta and receive rank 0's weights by broadcast — same training."
     assert result(jobs, 'ram2')['meta_loads'] == [True] and result(jobs, 'full2')['meta_loads'] == []
-    a, b = losses(jobs, 'full1'), losses(jobs, 'ram2')
-    assert close(a, b, [1, 2, 3, 4]), (a, b)
+    same_training(jobs, 'full1', 'ram2')
 
 
 def test_fsdp2_lora_matches_single_process(jobs):
     assert result(jobs, 'lora2')['wrapped'] == 'FSDPPeftModel'
-    a, b = losses(jobs, 'lora1'), losses(jobs, 'lora2')
-    assert close(a, b, [1, 2, 3, 4]), (a, b)
+    same_training(jobs, 'lora1', 'lora2')
 
 
 def test_fsdp_qlora_on_cpu_matches_single_process(jobs):
     "NF4 base with float32 quant storage shards under FSDP2 on CPU (bitsandbytes 0.50, gloo) and trains like 1 process."
     assert result(jobs, 'qlora2')['wrapped'] == 'FSDPPeftModel'
-    a, b = losses(jobs, 'qlora1'), losses(jobs, 'qlora2')
-    assert close(a, b, [1, 2, 3, 4]), (a, b)
+    same_training(jobs, 'qlora1', 'qlora2')
     # evaluation under FSDP too. On CPU, enable_cpu_fsdp (via setup_distributed) switches off bitsandbytes' eval-time
-    # AVX512-bf16 repack of NF4
-    # weights (under FSDP it corrupted SmolLM2's eval: loss 14.8 instead of 0.70), so the sharded eval runs the fp32
-    # dequantize path while the single process uses the repacked kernel: equal to ~1e-5 relative, hence 1e-4 here.
+    # AVX512-bf16 repack of NF4 weights (under FSDP it corrupted SmolLM2's eval: loss 14.8 instead of 0.70), so the
+    # sharded eval runs the fp32 dequantize path while the single process uses the repacked kernel: equal to ~1e-5
+    # relative, hence 1e-4 here.
     ea, eb = result(jobs, 'qlora1')['eval_loss'], result(jobs, 'qlora2')['eval_loss']
     assert math.isclose(ea, eb, rel_tol=1e-4), (ea, eb)
 
@@ -270,51 +255,78 @@ def test_save_kill_resume_sharded_and_full(jobs):
         assert close(ref, got, [3, 4]), (name, ref, got)
 
 
+KILLABLE = r'''
+"`axolotl-nb train CFG` under torchrun; with KILL_AT=n every rank SIGKILLs itself as its n-th micro-step begins."
+import os, signal, sys
+import transformers
+from axolotl_nb.cli import main
+kill_at, seen = int(os.environ.get('KILL_AT', 0)), [0]
+orig = transformers.Trainer.training_step
+def step(self, *a, **kw):
+    seen[0] += 1
+    if seen[0] == kill_at: os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final save: a crashed job
+    return orig(self, *a, **kw)
+transformers.Trainer.training_step = step
+sys.exit(main(['train', sys.argv[1]]))
+'''
+
+
+def logged_losses(out: Path, step: int) -> dict[int, float]:
+    hist = json.loads((out / f'checkpoint-{step}' / 'trainer_state.json').read_text())['log_history']
+    return {h['step']: h['loss'] for h in hist if 'loss' in h}
+
+
+def test_sigkill_auto_resume_sharded_matches_uninterrupted(tmp_path):
+    "2-process FSDP2 (SHARDED_STATE_DICT): SIGKILLed in step 4, auto-resumed from checkpoint-2: same losses, steps 1-6."
+    save_tiny_model(tmp_path / 'tiny')
+    write_jsonl(tmp_path / 'train.jsonl', [dict(instruction='Repeat: ' + ' '.join(REPEAT_WORDS[i:i + 5]), input='',
+                                                output=' '.join(REPEAT_WORDS[i:i + 5])) for i in range(12)])
+    (tmp_path / 'killable.py').write_text(KILLABLE)
+    kw = dict(max_steps=6, save_steps=2, auto_resume_from_checkpoints=True, fsdp=['full_shard', 'auto_wrap'],
+              fsdp_config=dict(fsdp_state_dict_type='SHARDED_STATE_DICT'))
+
+    def job(name: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+        env = {**os.environ, 'OMP_NUM_THREADS': '1', 'KILL_AT': str(kill_at)}
+        cmd = [*torchrun(2), str(tmp_path / 'killable.py'), str(run_yaml(tmp_path, name, **kw))]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+    r = job('whole')
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = job('killed', kill_at=4)
+    out = tmp_path / 'killed'
+    assert r.returncode != 0 and 'SIGKILL' in r.stderr, r.stderr[-4000:]
+    assert (out / 'checkpoint-2' / 'pytorch_model_fsdp_0').is_dir(), r.stderr[-4000:]  # sharded (DCP) state
+    assert not (out / 'checkpoint-4').exists() and not (out / 'training_summary.json').exists()
+    state = out / 'checkpoint-2' / 'trainer_state.json'
+    before = state.stat().st_mtime_ns
+    r = job('killed')  # the same command again: auto_resume_from_checkpoints picks checkpoint-2
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert f'resuming from {out / "checkpoint-2"}' in r.stdout + r.stderr, r.stderr[-4000:]
+    assert state.stat().st_mtime_ns == before, 'checkpoint-2 was written again: the run restarted instead of resuming'
+    a, b = logged_losses(tmp_path / 'whole', 6), logged_losses(out, 6)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6] and close(a, b, range(1, 7)), (a, b)
+
+
 def test_cli_torchrun_fsdp_lora_then_merge(tmp_path):
     (
         "`axolotl-nb train cfg.yml --launcher torchrun -- --nproc_per_node 2` with FSDP + LoRA + packing, then "
         "`merge-lora`."
     )
     import random
-    from axolotl_nb.models import save_tiny_model
 
-    save_tiny_model(tmp_path / 'tiny', hidden_size=64, num_layers=2)
-    words = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
+    save_tiny_model(tmp_path / 'tiny')
     rng = random.Random(0)
-    rows = [
-        dict(instruction='Repeat: ' + ' '.join(ws), input='', output=' '.join(ws))
-        for ws in (rng.choices(words, k=rng.randint(3, 12)) for _ in range(64))
-    ]
-    (tmp_path / 'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    cfg = dict(
-        base_model=str(tmp_path / 'tiny'),
-        datasets=[dict(path=str(tmp_path / 'train.jsonl'), type='alpaca')],
-        dataset_prepared_path=str(tmp_path / 'prepared'),
-        output_dir=str(tmp_path / 'out'),
-        sequence_len=128,
-        sample_packing=True,
-        adapter='lora',
-        lora_r=8,
-        lora_alpha=16,
-        lora_target_linear=True,
-        micro_batch_size=1,
-        gradient_accumulation_steps=1,
-        learning_rate=1e-3,
-        max_steps=4,
-        save_steps=2,
-        logging_steps=1,
-        seed=7,
-        use_tensorboard=False,
-        fsdp=['full_shard', 'auto_wrap'],
-        fsdp_config=dict(fsdp_state_dict_type='FULL_STATE_DICT'),
-    )
-    (tmp_path / 'c.yml').write_text(yaml.safe_dump(cfg))
+    ws = (rng.choices(REPEAT_WORDS, k=rng.randint(3, 12)) for _ in range(64))
+    write_jsonl(tmp_path / 'train.jsonl', [dict(instruction='Repeat: ' + ' '.join(w), input='', output=' '.join(w))
+                                           for w in ws])
+    yml = run_yaml(tmp_path, 'out', sequence_len=128, sample_packing=True, **LORA, fsdp=['full_shard', 'auto_wrap'],
+                   fsdp_config=dict(fsdp_state_dict_type='FULL_STATE_DICT'))
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     r = subprocess.run(
         [
             *CLI,
             'train',
-            str(tmp_path / 'c.yml'),
+            str(yml),
             '--launcher',
             'torchrun',
             '--',
@@ -335,7 +347,7 @@ def test_cli_torchrun_fsdp_lora_then_merge(tmp_path):
     s = json.loads((out / 'training_summary.json').read_text())
     assert s['steps'] == 4 and math.isfinite(s['train_loss'])
     m = subprocess.run(
-        [*CLI, 'merge-lora', str(tmp_path / 'c.yml')], capture_output=True, text=True, timeout=600, env=env
+        [*CLI, 'merge-lora', str(yml)], capture_output=True, text=True, timeout=600, env=env
     )
     assert m.returncode == 0, m.stderr[-3000:]
     assert (out / 'merged' / 'config.json').exists() and any((out / 'merged').glob('*.safetensors'))

@@ -1,4 +1,4 @@
-"End-to-end checks for weights/models/lora that do not fit a notebook: the real SmolLM2 GGUF path and the merge-lora CLI."
+"End-to-end checks for weights/models/lora beyond a notebook: the real SmolLM2 GGUF path and the merge-lora CLI."
 import os, subprocess, sys, time
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import yaml
 from axolotl_nb.rules import load_config
 from axolotl_nb.weights import capture_info, gguf_cache_dir, smollm2_gguf
 from axolotl_nb.models import load_model, load_tokenizer, resolve_base_model, save_tiny_model
+from axolotl_nb.lora import apply_lora
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 def ds(tmp_path:Path) -> list[dict]:
@@ -22,6 +23,19 @@ with atomic_dir(gguf_cache_dir(sys.argv[1]), replace=False) as tmp:
     (tmp/'model.safetensors').write_bytes(b'half-written')
     os.kill(os.getpid(), signal.SIGKILL)
 '''
+
+
+def trained_adapter(cfg, text:str) -> tuple:
+    "(tokenizer, LoRA model, ids of `text`): the run's model with an adapter trained 3 AdamW steps on `text`."
+    tok = load_tokenizer(cfg)
+    pm = apply_lora(load_model(cfg, tok), cfg)
+    x = torch.tensor([tok(text)['input_ids']])
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):  # lr 1e-2: the adapter really differs from its init
+        pm(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return tok, pm, x
 
 
 def _cli(*args, cwd, env=None):
@@ -66,20 +80,12 @@ def test_merge_lora_cli(tmp_path, monkeypatch, capsys):
     "`axolotl-nb merge-lora cfg.yml --lora_model_dir …` writes output_dir/merged whose logits equal the PEFT model's."
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-    from axolotl_nb.lora import apply_lora
     save_tiny_model(tmp_path/'base')
     raw = dict(base_model='base', datasets=ds(tmp_path), micro_batch_size=1, adapter='lora', lora_target_linear=True,
                tokens=['<tool>'], output_dir='out')
     (tmp_path/'cfg.yml').write_text(yaml.safe_dump(raw))
     cfg = load_config({**raw, 'base_model': str(tmp_path/'base')})
-    tok = load_tokenizer(cfg)
-    pm = apply_lora(load_model(cfg, tok), cfg)
-    x = torch.tensor([tok('The quick brown fox <tool> jumps over the lazy dog.')['input_ids']])
-    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        pm(input_ids=x, labels=x).loss.backward()
-        opt.step()
-        opt.zero_grad()
+    tok, pm, x = trained_adapter(cfg, 'The quick brown fox <tool> jumps over the lazy dog.')
     pm.save_pretrained(tmp_path/'adapter')
 
     from axolotl_nb.cli import main  # output_dir has no adapter: clear error, no traceback
@@ -104,20 +110,13 @@ def test_merge_lora_cli(tmp_path, monkeypatch, capsys):
 def test_merge_tied_embeddings_with_new_tokens(tmp_path):
     "SmolLM2-style tied embeddings + new tokens: the trained (tied) embedding survives save → merge exactly."
     from transformers import AutoModelForCausalLM
-    from axolotl_nb.lora import apply_lora, merge_lora
+    from axolotl_nb.lora import merge_lora
     save_tiny_model(tmp_path/'tied', tie_word_embeddings=True)
     cfg = load_config(dict(base_model=str(tmp_path/'tied'), datasets=ds(tmp_path), micro_batch_size=1, adapter='lora',
                            bf16=False, lora_target_linear=True, tokens=['<tool>'],
                            special_tokens={'pad_token': '<|pad|>'},
                            output_dir=str(tmp_path/'out')))
-    tok = load_tokenizer(cfg)
-    pm = apply_lora(load_model(cfg, tok), cfg)
-    x = torch.tensor([tok('The quick <tool> brown fox <|pad|>')['input_ids']])
-    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        pm(input_ids=x, labels=x).loss.backward()
-        opt.step()
-        opt.zero_grad()
+    tok, pm, x = trained_adapter(cfg, 'The quick <tool> brown fox <|pad|>')
     pm.eval()
     pm.save_pretrained(tmp_path/'out')
     with torch.no_grad(): trained = pm(x).logits
@@ -128,7 +127,6 @@ def test_merge_tied_embeddings_with_new_tokens(tmp_path):
 
 def _adapter_run(tmp_path) -> tuple[Path, object]:
     "A tiny base, an (untrained) LoRA adapter saved in out/, and the YAML that names both."
-    from axolotl_nb.lora import apply_lora
     save_tiny_model(tmp_path/'base')
     raw = dict(base_model=str(tmp_path/'base'), datasets=ds(tmp_path), micro_batch_size=1, adapter='lora', bf16=False,
                lora_target_linear=True, output_dir=str(tmp_path/'out'))

@@ -6,38 +6,27 @@ The SLURM and plain-SSH recipes are in docs/multinode.md.
 
 Tolerance: fp32 on gloo; the two jobs differ only in how the processes were started, so losses agree to 1e-5 relative.
 """
-import json, math, os, shutil, socket, subprocess, sys
+import json, math, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from axolotl_nb.models import save_tiny_model
+from toys import LORA, REPEAT_WORDS, free_port, run_yaml, write_jsonl
 
 pytestmark = pytest.mark.distributed
 CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 def job(tmp_path:Path, name:str) -> Path:
     "A config for one job: FSDP2 + LoRA, 4 steps, checkpoints at 2 and 4, MLflow (sqlite) + TensorBoard on."
-    words = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
-    rows = [dict(instruction='Repeat: ' + ' '.join(words[i:i + 6]), input='', output=' '.join(words[i:i + 6]))
-            for i in range(12)]
-    (tmp_path/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    cfg = dict(base_model=str(tmp_path/'tiny'), datasets=[dict(path=str(tmp_path/'train.jsonl'), type='alpaca')],
-               dataset_prepared_path=str(tmp_path/f'prepared-{name}'), output_dir=str(tmp_path/name),
-               sequence_len=256, adapter='lora', lora_r=8, lora_alpha=16, lora_target_linear=True,
-               micro_batch_size=1, gradient_accumulation_steps=1, learning_rate=1e-3, max_steps=4, save_steps=2,
-               logging_steps=1, seed=7, fsdp_version=2, fsdp=['full_shard', 'auto_wrap'],
-               fsdp_config=dict(fsdp_state_dict_type='FULL_STATE_DICT'),
-               mlflow_tracking_uri=f"sqlite:///{tmp_path/name}.db", mlflow_experiment_name=name)
-    (tmp_path/f'{name}.yml').write_text(yaml.safe_dump(cfg))
-    return tmp_path/f'{name}.yml'
+    w = REPEAT_WORDS
+    write_jsonl(tmp_path/'train.jsonl', [dict(instruction='Repeat: ' + ' '.join(w[i:i + 6]), input='',
+                                              output=' '.join(w[i:i + 6])) for i in range(12)])
+    return run_yaml(tmp_path, name, dataset_prepared_path=str(tmp_path/f'prepared-{name}'), **LORA, fsdp_version=2,
+                    fsdp=['full_shard', 'auto_wrap'], fsdp_config=dict(fsdp_state_dict_type='FULL_STATE_DICT'),
+                    use_tensorboard=True, mlflow_tracking_uri=f"sqlite:///{tmp_path/name}.db",
+                    mlflow_experiment_name=name)
 
 def losses(out:Path) -> dict:
     hist = json.loads((out/'checkpoint-4'/'trainer_state.json').read_text())['log_history']

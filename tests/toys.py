@@ -1,6 +1,8 @@
-"Toy fixtures for fast tests and notebooks: a ~40-token word-level tokenizer, separable preferences, a chat config."
+"""Toy fixtures for fast tests and notebooks: a ~40-token word-level tokenizer, separable preferences, a chat config,
+a short tiny-model run config, a free port."""
 import json
 import random
+import socket
 from pathlib import Path
 
 import yaml
@@ -52,3 +54,30 @@ def chat_config(tmp_path: Path, endless: bool = False, **model_kw) -> Path:
                micro_batch_size=1, output_dir=str(tmp_path/'out'))
     (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
     return tmp_path/'c.yml'
+
+
+LORA = dict(adapter='lora', lora_r=8, lora_alpha=16, lora_target_linear=True)  # a small LoRA on every linear layer
+REPEAT_WORDS = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    "Write `rows` as JSON lines to `path`."
+    path.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    return path
+
+
+def run_yaml(d: Path, name: str, **kw) -> Path:
+    "`d/<name>.yml`: 4 steps of the tiny model `d/tiny` on the alpaca file `d/train.jsonl` into `d/<name>` (`kw` wins)."
+    cfg = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'train.jsonl'), type='alpaca')],
+               dataset_prepared_path=str(d/'prepared'), output_dir=str(d/name), sequence_len=256, micro_batch_size=1,
+               gradient_accumulation_steps=1, learning_rate=1e-3, max_steps=4, save_steps=2, logging_steps=1, seed=7,
+               use_tensorboard=False) | kw
+    (d/f'{name}.yml').write_text(yaml.safe_dump(cfg))
+    return d/f'{name}.yml'
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that nothing listens on right now."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
