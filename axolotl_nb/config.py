@@ -82,7 +82,7 @@ DsType = Literal['json', 'jsonl', 'parquet', 'csv', 'arrow', 'text']
 class DatasetSource(_Strict):
     "Where a dataset entry's data is."
     path: str # local file/dir, `save_to_disk` folder, or a Hub dataset name
-    type: Optional[str] = None # prompt strategy, e.g. `alpaca`, `chat_template`, `chatml.intel`, `kto`
+    type: Optional[Union[str, dict[str, str]]] = None # prompt strategy (`alpaca`, `chat_template`…) or format mapping
     ds_type: Optional[DsType] = None # file format when the extension does not say
     data_files: Optional[Union[str, list[str]]] = None # files inside `path`
     split: str = 'train' # split name, slices allowed: `train[:500]`, `train[10%:]`

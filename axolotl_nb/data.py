@@ -163,6 +163,7 @@ def _prepare_one(i: int, ds: dict, cfg: AxolotlConfig, tokenizer, split: str, ke
             raise
         raise DataError(f"{_example_line(ds, cfg, msg) or where}: {msg}") from None
     typ = ds.get('type') or ('grpo' if cfg.rl == 'grpo' else 'chat_template')
+    typ = 'user_defined' if isinstance(typ, dict) else typ  # a `type:` mapping (format strings)
     return d, dict(name=Path(ds['path']).name, split=split, type=typ, rows_in=len(raw), rows_out=len(d), drops=drops)
 
 # %% ../nbs/03b_data.ipynb #33528b67

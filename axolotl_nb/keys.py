@@ -17,8 +17,9 @@ from .config import (
 # %% auto #0
 __all__ = ['AXOLOTL', 'SECTIONS', 'TOGGLES', 'UNSUPPORTED', 'CHAT_TEMPLATE_NAMES', 'LITERAL_KEYS', 'VALUE_TOGGLES',
            'AXOLOTL_VALUES', 'LEGACY_KEYS', 'RENAMED', 'SELECTS_CHUNKED_CE', 'PLUGINS_OK', 'EQUIVALENT', 'ALIASES',
-           'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'axolotl_keys', 'key_class',
-           'is_off', 'suggest', 'config_keys', 'check_keys', 'value_problem', 'check_templates']
+           'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'USER_DEFINED_KEYS',
+           'axolotl_keys', 'key_class', 'is_off', 'suggest', 'config_keys', 'check_keys', 'value_problem',
+           'check_templates']
 
 # %% ../nbs/00a_keys.ipynb #2798dcf8
 def _load_registry() -> dict:
@@ -369,10 +370,13 @@ def check_templates(raw:dict) -> tuple[list[Problem], set[str]]:
 
 # %% ../nbs/00a_keys.ipynb #d1502d39
 SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template', 'jeopardy', 'explainchoice',
-             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')  # the last six: prompts.LEGACY_TYPES
+             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst', 'context_qa', 'context_qa.load_404',
+             'context_qa.load_v2', 'metharme', 'orcamini', 'pygmalion')  # from `jeopardy` on: prompts' legacy types
 REWARD_TYPES = {'bradley_terry.chat_template': 'reward_model', 'stepwise_supervised': 'process_reward_model'}
-PREF_TYPES = ('chat_template.default', 'chatml.intel', 'chatml.prompt_pairs', 'chatml.argilla', 'llama3.intel',
-              'llama3.prompt_pairs', 'llama3.argilla', 'prompt_pairs', 'default')
+PREF_TYPES = ('chat_template.default', 'chat_template.argilla_chat', 'chat_template.argilla',
+              *(f'{s}.{v}' for s in ('chatml', 'llama3')
+                for v in ('argilla', 'argilla_chat', 'default', 'icr', 'intel', 'prompt_pairs', 'ultra')),
+              'prompt_pairs', 'default')  # strategies.Preference
 
 AXOLOTL_TYPES = AXOLOTL_VALUES['dataset_type']
 
@@ -410,3 +414,23 @@ def _type_problem(c, t:str, path:str) -> Problem|None:
     if c.is_preference and c.rl != 'kto' and t not in PREF_TYPES:
         return Problem(path, f"`rl: {c.rl}` needs preference data (prompt/chosen/rejected); `{t}` is not a preference "
                        "type", f"use `type: chat_template.default` or one of {', '.join(PREF_TYPES)}")
+
+# %% ../nbs/00a_keys.ipynb #ef492e35
+USER_DEFINED_KEYS = {  # method: the keys of a `type:` mapping (Axolotl's user_defined for SFT, DPO-style and KTO)
+    'sft': ('system_prompt', 'system_format', 'field_system', 'field_instruction', 'field_input', 'field_output',
+            'format', 'no_input_format'),
+    'dpo': ('field_prompt', 'field_system', 'field_chosen', 'field_rejected', 'prompt_format', 'chosen_format',
+            'rejected_format'),
+    'kto': ('field_prompt', 'field_system', 'field_completion', 'field_label', 'prompt_format', 'completion_format'),
+}
+
+def _user_defined_problem(c, t:dict, path:str) -> Problem|None:
+    "A `type:` mapping: the method must read one, and every key must be one it knows."
+    kind = 'sft' if c.rl is None else 'kto' if c.rl == 'kto' else 'dpo' if c.is_preference else None
+    if kind is None or c.reward_model or c.process_reward_model:
+        return Problem(path, "a user-defined format (a `type:` mapping) is read by SFT, DPO-style and KTO data only",
+                       "name a dataset type")
+    if not (bad := sorted(set(t) - set(USER_DEFINED_KEYS[kind]))): return None
+    hint = f" (did you mean `{s}`?)" if (s := suggest(bad[0], USER_DEFINED_KEYS[kind])) else ''
+    return Problem(f"{path}.{bad[0]}", f"unknown user-defined format key{hint}",
+                   f"use {', '.join(USER_DEFINED_KEYS[kind])}")

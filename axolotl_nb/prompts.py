@@ -14,8 +14,9 @@ from fastcore.basics import patch
 from .config import UserError
 
 # %% auto #0
-__all__ = ['IGNORE', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT', 'LEGACY_TYPES', 'DataError',
-           'label_view', 'encode_spans', 'columns', 'Strategy', 'Alpaca', 'Legacy', 'Completion', 'InputOutput']
+__all__ = ['IGNORE', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT', 'LEGACY_TYPES', 'USER_DEFINED',
+           'ORCA_MINI', 'DataError', 'label_view', 'encode_spans', 'columns', 'Strategy', 'Alpaca', 'Legacy',
+           'Metharme', 'UserDefined', 'OrcaMini', 'Pygmalion', 'Completion', 'InputOutput']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
@@ -211,9 +212,20 @@ def _tok(tokenizer, text: str, eos: bool = False, strip_bos: bool = False) -> li
 def encode(self: Alpaca, row: dict, idx: int) -> tuple[list[int], list[int]]:  # noqa: F811
     "input_ids and labels of one row: prompt and response tokenized separately, as Axolotl does."
     ins, inp, out = self.parts(row, idx)
-    p = _tok(self.tokenizer, self.prompt(ins, inp))
-    r = _tok(self.tokenizer, out, eos=True, strip_bos=True)
+    return self.join(self.prompt(ins, inp), out)
+
+
+@patch
+def join(self: Alpaca, prompt: str, out: str) -> tuple[list[int], list[int]]:
+    "Prompt tokens (masked unless `train_on_inputs`) followed by the trained response tokens."
+    p, r = _tok(self.tokenizer, prompt), self.response(out)
     return p + r, (p if self.train_on_inputs else [IGNORE] * len(p)) + r
+
+
+@patch
+def response(self: Alpaca, out: str) -> list[int]:
+    "The response's tokens: BOS stripped, EOS appended (Axolotl's instruction strategies)."
+    return _tok(self.tokenizer, out, eos=True, strip_bos=True)
 
 
 @patch
@@ -273,6 +285,105 @@ class Legacy(Alpaca):
 
     def parts(self, row, idx):
         return self.fields(_Need(row, self.name, idx))
+
+# %% ../nbs/02_prompts.ipynb #2864e1aa
+_CQA_SYSTEM = ("Use the following contextual information to concisely answer the question.\n",) * 2
+_NO_INFO = ("The context provided does not contain any information about your inquiry. "
+            "Therefore, I'm unable to answer your question based on the given context.")
+_PLAIN = ('{system}', '{instruction}\n{input}', '{instruction}')
+LEGACY_TYPES |= {
+    'context_qa': (lambda need: (need('article') + '\n===\n' + need('question'), '', need('answer')),
+                   _CQA_SYSTEM, ALPACA_STYLES['chat']),
+    'context_qa.load_404': (lambda need: (need('article') + '\n===\n' + need('unanswerable_question'), '', _NO_INFO),
+                            _CQA_SYSTEM, ALPACA_STYLES['chat']),
+    'context_qa.load_v2': (lambda need: (f"Context: {need('context')}\nQuestion: {need('question')}\n", '',
+                                         'Answer: ' + need('answer')), ('', ''), _PLAIN),
+    'metharme': (lambda need: (need('prompt'), '', need('generation')), ('', ''),
+                 ('', '{instruction}', '{instruction}')),
+}
+
+
+class Metharme(Legacy):
+    "`type: metharme` — `prompt` then `generation`, the generation closed by three EOS tokens (Axolotl's choice)."
+
+    def __init__(self, ds, tokenizer, cfg=None):
+        super().__init__(ds, tokenizer, cfg, kind='metharme')
+
+    def response(self, out: str) -> list[int]:
+        r = _tok(self.tokenizer, out, strip_bos=True)
+        eos = self.tokenizer.eos_token_id
+        return r + [eos] * (3 - (bool(r) and r[-1] == eos)) if r else r
+
+# %% ../nbs/02_prompts.ipynb #22a14e48
+USER_DEFINED = {  # key: Axolotl's default (UserDefinedDatasetConfig)
+    'system_prompt': '', 'field_system': 'system', 'field_instruction': 'instruction', 'field_input': 'input',
+    'field_output': 'output', 'format': '{instruction} {input} ', 'no_input_format': '{instruction} ',
+    'system_format': '{system}',
+}
+
+
+class UserDefined(Alpaca):
+    "`type: {format: …, no_input_format: …, field_instruction: …}` — a user-defined instruction format."
+
+    def __init__(self, ds, tokenizer, cfg=None, spec: dict | None = None, name: str = 'user_defined'):
+        spec = dict(spec if spec is not None else ds.get('type') or {})
+        if unknown := sorted(set(spec) - set(USER_DEFINED)):
+            raise DataError(f"type: unknown user-defined format key(s) {', '.join(unknown)} — use "
+                            f"{', '.join(USER_DEFINED)}")
+        self.spec = USER_DEFINED | spec
+        super().__init__(ds, tokenizer, cfg, style=name, system=('', ''), styles={name: ('', '', '')})
+        self.name = name
+
+# %% ../nbs/02_prompts.ipynb #dea4129e
+@patch
+def encode(self: UserDefined, row: dict, idx: int) -> tuple[list[int], list[int]]:  # noqa: F811
+    "Render the row through the format strings (a missing input / output / system column reads as empty)."
+    s, need = self.spec, _Need(row, self.name, idx)
+    ins = need(s['field_instruction'])
+    inp, out = (need(s[k]) if row.get(s[k]) is not None else '' for k in ('field_input', 'field_output'))
+    system = need(s['field_system']) if s['field_system'] in row else s['system_prompt']
+    head = s['system_format'].format(system=system) if system and s['system_format'] else ''
+    try:
+        turn = (s['format'] if inp else s['no_input_format']).format(instruction=ins, input=inp, system=system)
+    except (KeyError, IndexError) as e:
+        raise DataError(f"type: the user-defined format names `{e.args[0]}` — a format may use {{instruction}}, "
+                        "{input} and {system}") from None
+    return self.join(head + turn, out)
+
+
+ORCA_MINI = dict(field_system='system_prompt', field_instruction='question', field_output='response', system_format='',
+                 format='### System:\n{system}\n\n### User:\n{instruction}\n\n### Response:\n')
+ORCA_MINI['no_input_format'] = ORCA_MINI['format']
+
+
+class OrcaMini(UserDefined):
+    "`type: orcamini` — Orca Mini v2's `### System:` / `### User:` / `### Response:` format."
+
+    def __init__(self, ds, tokenizer, cfg=None):
+        super().__init__(ds, tokenizer, cfg, spec=ORCA_MINI, name='orcamini')
+
+# %% ../nbs/02_prompts.ipynb #a4f6df32
+class Pygmalion(Strategy):
+    "`type: pygmalion` — persona / user / model turns; the model turns (without their prefix) and EOS trained."
+
+    name = 'pygmalion'
+    PREFIX = {'system': '<|system|>Persona: ', 'human': '<|user|> ', 'bot': '<|model|> '}
+
+    def encode(self, row: dict, idx: int) -> tuple[list[int], list[int]]:
+        ids, labs, tok = [], [], self.tokenizer
+        bot_prefix = len(_tok(tok, '<|model|>', strip_bos=True))
+        for j, m in enumerate(_need(row, 'conversations', self.name, idx, (list,))):
+            role, text = m.get('role') if isinstance(m, dict) else None, _need(m, 'value', self.name, idx)
+            if role not in self.PREFIX:
+                raise DataError(f"{self.name} example {idx}: conversations[{j}] has role {role!r} — use "
+                                "system, human or bot")
+            text = text[:-8] if role == 'system' and text.endswith('\n<START>') else text
+            r = _tok(tok, self.PREFIX[role] + text.strip(), eos=role == 'bot', strip_bos=role != 'system')
+            ids += r
+            labs += [IGNORE] * bot_prefix + r[bot_prefix:] if role == 'bot' else [IGNORE] * len(r)
+        return ids, labs
+
+    batch = Alpaca.batch  # rows encoded one at a time, as `alpaca` does
 
 # %% ../nbs/02_prompts.ipynb #1a135486
 class Completion(Strategy):

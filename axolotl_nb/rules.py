@@ -13,7 +13,8 @@ from .config import (
     AxolotlConfig, ConfigError, GRPODataset, KTODataset, PreferenceDataset, Problem, SFTDataset, TRLConfig, _world_size,
     dataset_model, pkg_path, resolve_path)
 from .keys import (
-    LITERAL_KEYS, PLUGINS_OK, RENAMED, SELECTS_CHUNKED_CE, _type_problem, check_keys, check_templates, value_problem)
+    LITERAL_KEYS, PLUGINS_OK, RENAMED, SELECTS_CHUNKED_CE, _type_problem, _user_defined_problem, check_keys,
+    check_templates, value_problem)
 from .prepare import _has_eval, _validate, deep_merge, normalize, parse_overrides, read_yaml
 
 # %% auto #0
@@ -222,6 +223,7 @@ def datasets_readable(c, given, invalid):
     for name, i, e in _entries(c):
         t = e.get('type')
         if isinstance(t, str) and (p := _type_problem(c, t, f"{name}[{i}].type")): yield p
+        if isinstance(t, dict) and (p := _user_defined_problem(c, t, f"{name}[{i}].type")): yield p
 
 # %% ../nbs/01_rules.ipynb #613c1e5c
 @rule

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastcore.basics import patch
 
 from .prompts import (DataError, Strategy, Alpaca, Legacy, Completion, InputOutput, LEGACY_TYPES, _get,
-                                _need)
+                                _need, Metharme, OrcaMini, Pygmalion, UserDefined)
 from .templates import CHAT_TEMPLATES
 from .chat import ChatTemplate
 
@@ -168,6 +168,9 @@ SFT_STRATEGIES = {
     'pretrain': Completion,
     'input_output': InputOutput,
     'chat_template': ChatTemplate,
+    'metharme': Metharme,
+    'orcamini': OrcaMini,
+    'pygmalion': Pygmalion,
 }
 
 
@@ -176,10 +179,14 @@ def get_strategy(ds: dict, tokenizer, cfg=None) -> Strategy:
     rl, t = _get(cfg, 'rl') if cfg is not None else None, ds.get('type')
     if rl in ('dpo', 'ipo', 'orpo', 'simpo', 'kto', 'grpo'):
         return Preference(ds, tokenizer, cfg, kind=rl if rl in ('kto', 'grpo') else 'dpo')
+    if isinstance(t, dict):
+        return UserDefined(ds, tokenizer, cfg)  # `type:` holds the format strings
     t = t or 'chat_template'
     base, _, style = t.partition(':')
     if base == 'alpaca' and style:
         return Alpaca(ds, tokenizer, cfg, style=style)
+    if base in SFT_STRATEGIES and not style:
+        return SFT_STRATEGIES[base](ds, tokenizer, cfg)
     if base in LEGACY_TYPES:
         return Legacy(ds, tokenizer, cfg, kind=base, style=style or 'instruct')
     if base not in SFT_STRATEGIES:
