@@ -144,3 +144,23 @@ def test_train_reports_drops(tmp_path, capsys):
                            dataset_prepared_path=str(tmp_path / 'prep'), output_dir=str(tmp_path / 'out')))
     load_for_training(cfg)
     assert 'preprocess dropped 3 rows (longer than sequence_len)' in capsys.readouterr().err
+
+
+def test_completion_large_file_streams_to_disk(tmp_path):
+    "`type: completion` over a generated file of long documents: chunked to sequence_len, every token kept, and the"
+    " result is Arrow on disk (memory-mapped), not rows in memory (heap figures: `bench/preprocess.py --memory`)."
+    from transformers import AutoTokenizer
+    from axolotl_nb.rules import load_config
+    from axolotl_nb.data import load_datasets
+    tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
+    words = 'the model learns from data and every token counts when we train on long text'.split()
+    docs = [' '.join(words[(i * j) % len(words)] for j in range(40 + 90 * i)) for i in range(30)]
+    (tmp_path / 'docs.jsonl').write_text(''.join(json.dumps({'text': d}) + '\n' for d in docs))
+    cfg = load_config(dict(base_model='m', datasets=[dict(path=str(tmp_path / 'docs.jsonl'), type='completion')],
+                           sequence_len=256, micro_batch_size=1, dataset_prepared_path=str(tmp_path / 'prep')))
+    train, _, rep = load_datasets(cfg, tok)
+    want = sum(len(tok(d + tok.eos_token, add_special_tokens=False)['input_ids']) for d in docs)
+    assert max(train['length']) <= 256 < max(len(d.split()) for d in docs)  # long documents were chunked
+    short = rep.all_drops().pop('shorter than min_sample_len (2)', 0)  # a 1-token tail chunk is below min_sample_len
+    assert len(train) > len(docs) and rep.total_tokens == sum(train['length']) == want - short, (rep.total_tokens, want)
+    assert set(rep.all_drops()) <= {'shorter than min_sample_len (2)'} and train.cache_files  # rows: files on disk
