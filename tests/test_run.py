@@ -90,8 +90,7 @@ def test_unfrozen_parameters_train_only_what_matches(work):
     from safetensors.torch import load_file
     full = dict(adapter=None, lora_r=None, lora_alpha=None, lora_target_linear=None, val_set_size=0,
                 use_tensorboard=False, unfrozen_parameters=['model.layers.0.mlp.', 'lm_head'])
-    s, err = train('sft', cfg_for(work, 'sft', 'unfrozen', **full))
-    assert 'unfrozen_parameters: training 4 tensors' in err, err
+    s, _ = train('sft', cfg_for(work, 'sft', 'unfrozen', **full))
     base, out = load_file(str(work/'tiny'/'model.safetensors')), load_file(str(Path(s.output_dir)/'model.safetensors'))
     moved = {k for k in base if not (base[k] == out[k]).all()}
     assert moved == {'model.layers.0.mlp.gate_proj.weight', 'model.layers.0.mlp.up_proj.weight',
