@@ -116,6 +116,15 @@ def legacy_rows(kind: str, n: int = 8, seed: int = 0) -> list[dict]:
 LEGACY = ('jeopardy', 'explainchoice', 'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')
 
 
+NAMED = tuple(  # every named template of Axolotl 0.21 (axolotl_nb.keys.CHAT_TEMPLATE_NAMES without the two non-names)
+    n for n in json.loads((Path(__file__).resolve().parents[1] / 'axolotl_nb/axolotl_keys.json').read_text())['values'][
+        'chat_template'
+    ]
+    if n not in ('tokenizer_default', 'jinja')
+)
+GEMMA = {'gemma': {'drop_system_message': True}}  # Gemma 1/2 refuse a system turn (both sides raise)
+
+
 def cases(seed: int = 0) -> list[dict]:
     "Every parity case: name, rows, one dataset entry and top-level options."
     conv, conv_t = conversations(seed=seed), conversations(seed=seed + 1, tools=True)
@@ -170,6 +179,9 @@ def cases(seed: int = 0) -> list[dict]:
         ),
     ]
     out += [dict(name=f'legacy {k}', rows=legacy_rows(k, seed=seed), ds={'type': k}) for k in LEGACY]
+    out += [  # our own jinja for Axolotl's named templates vs its vendor files (their tokens are plain text to SmolLM2)
+        dict(name=f'named {t}', rows=conv, ds={**ct, 'chat_template': t, **GEMMA.get(t, {})}) for t in NAMED
+    ]
     return out
 
 

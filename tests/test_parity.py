@@ -84,3 +84,11 @@ def test_case_config_is_valid_for_us_and_rows_line_up(tmp_path, tok_dir):
         rows = P.ours(p, tok)
         assert len(rows) == 5 and all(len(r['input_ids']) == len(r['labels']) > 0 for r in rows)
         assert all(any(x != IG for x in r['labels']) for r in rows)
+
+
+def test_every_named_template_has_a_case():
+    from axolotl_nb.keys import CHAT_TEMPLATE_NAMES
+
+    named = {c['ds']['chat_template'] for c in P.cases() if c['name'].startswith('named ')}
+    assert named == set(CHAT_TEMPLATE_NAMES) - {'tokenizer_default', 'jinja'}
+    assert next(c for c in P.cases() if c['name'] == 'named gemma')['ds']['drop_system_message'] is True
