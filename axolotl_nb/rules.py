@@ -19,10 +19,11 @@ from .prepare import _has_eval, _validate, deep_merge, normalize, parse_override
 
 # %% auto #0
 __all__ = ['RULES', 'LORA_KEYS', 'rule', 'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter',
-           'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair', 'eval_needs_data',
-           'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing', 'method_options_match',
-           'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable', 'reward_model_alone',
-           'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths', 'load_config', 'problems_of']
+           'optimizer_settings_fit', 'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair',
+           'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing',
+           'method_options_match', 'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable',
+           'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths', 'load_config',
+           'problems_of']
 
 # %% ../nbs/01_rules.ipynb #37dbcb19
 RULES = []
@@ -63,6 +64,21 @@ def quantized_needs_adapter(c, given, invalid):
     if (c.load_in_4bit or c.load_in_8bit) and not c.adapter:
         yield bad('adapter', "quantized weights cannot be trained directly: 4/8-bit loading needs an adapter",
                   "set `adapter: qlora` (4-bit) or `adapter: lora` (8-bit)")
+
+# %% ../nbs/01_rules.ipynb #85ed39a9
+@rule
+def optimizer_settings_fit(c, given, invalid):
+    "`lr_groups` not with LoRA+; the cosine variants only with `lr_scheduler: cosine`; `unfrozen_parameters` full only."
+    if c.lr_groups and c.loraplus_lr_ratio:
+        yield bad('lr_groups', "`lr_groups` and `loraplus_lr_ratio` both set the learning rate of parameter groups",
+                  "choose one")
+    cosine = [k for k in ('cosine_min_lr_ratio', 'cosine_constant_lr_ratio', 'lr_quadratic_warmup') if getattr(c, k)]
+    if cosine and c.lr_scheduler != 'cosine':
+        yield bad(cosine[0], f"`{cosine[0]}` shapes the cosine schedule, but `lr_scheduler: {c.lr_scheduler}`",
+                  "set `lr_scheduler: cosine` or remove the key")
+    if c.unfrozen_parameters and c.adapter:
+        yield bad('unfrozen_parameters', f"`unfrozen_parameters` picks what a full fine-tune trains; with "
+                  f"`adapter: {c.adapter}` only the adapter trains", "remove `adapter` or `unfrozen_parameters`")
 
 # %% ../nbs/01_rules.ipynb #0d56814c
 LORA_KEYS = ('lora_r', 'lora_alpha', 'lora_dropout', 'lora_target_modules', 'lora_target_linear',
