@@ -7,7 +7,8 @@
 - ZeRO-3 + LoRA: the checkpoint's adapter merges (`merge-lora --lora_model_dir out/checkpoint-N`) and the merged
   model's logits equal base + adapter;
 - kill -9 of the whole job after a checkpoint (ZeRO-2, 120 steps), then `auto_resume_from_checkpoints` reaches the
-  uninterrupted losses;
+  uninterrupted losses; every rank SIGKILLed in step 4 (ZeRO-2 and ZeRO-3, 6 steps), the same command again resumes
+  from checkpoint-2 with the uninterrupted losses (both slow: AXOLOTL_NB_SLOW=1);
 - ZeRO-3 with a 4-bit / 8-bit base and misspelt DeepSpeed keys fail before any process is launched.
 
 The CPU-offload presets need DeepSpeed's CPU Adam op, which DeepSpeed compiles the first time (minutes): they run
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from axolotl_nb.launch import deepspeed_available, deepspeed_presets
-from toys import run_yaml, write_jsonl
+from toys import KILLABLE, free_port, logged_losses, run_yaml, write_jsonl
 
 pytestmark = [pytest.mark.distributed,
               pytest.mark.skipif(not deepspeed_available(), reason="DeepSpeed is not installed (extra `deepspeed`)")]
@@ -156,6 +157,29 @@ def test_kill_then_auto_resume_reaches_same_losses(d):
     a, b = losses(d/'whole'), losses(d/'killed')
     assert sorted(a) == sorted(b) == list(range(1, KILL_STEPS + 1)), (sorted(a)[-3:], sorted(b)[-3:])
     assert all(math.isclose(a[s], b[s], rel_tol=RTOL) for s in a), [(s, a[s], b[s]) for s in a if a[s] != b[s]][:5]
+
+
+@pytest.mark.slow  # ~150-180 s per preset on the shared 2-core machine (3 two-rank DeepSpeed jobs)
+@pytest.mark.parametrize('preset', ['zero2', 'zero3'])
+def test_sigkill_in_a_step_then_auto_resume_same_losses(d, preset):
+    "Every rank SIGKILLed in step 4 (checkpoint-2 on disk); the same command again auto-resumes: uninterrupted losses."
+    (d/'killable.py').write_text(KILLABLE)
+    kw = dict(deepspeed=preset, max_steps=6, save_steps=2, auto_resume_from_checkpoints=True)
+
+    def job(name:str, kill_at:int=0) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
+               str(free_port()), str(d/'killable.py'), str(config(d, name, **kw))]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**ENV, 'KILL_AT': str(kill_at)})
+
+    r = job(f'{preset}-whole')
+    assert r.returncode == 0, r.stderr[-4000:]
+    out = d/f'{preset}-killed'
+    r = job(out.name, kill_at=4)
+    assert r.returncode != 0 and (out/'checkpoint-2').is_dir() and not (out/'checkpoint-4').exists(), r.stderr[-4000:]
+    r = job(out.name)
+    assert r.returncode == 0 and f'resuming from {out/"checkpoint-2"}' in r.stdout + r.stderr, r.stderr[-4000:]
+    a, b = logged_losses(d/f'{preset}-whole', 6), logged_losses(out, 6)
+    assert sorted(b) == list(range(1, 7)) and all(math.isclose(a[s], b[s], rel_tol=RTOL) for s in a), (a, b)
 
 
 def test_zero3_quantized_base_rejected_before_launch(d):

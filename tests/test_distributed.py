@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from axolotl_nb.models import save_tiny_model
-from toys import LORA, REPEAT_WORDS, run_yaml, write_jsonl
+from toys import KILLABLE, LORA, REPEAT_WORDS, logged_losses, run_yaml, write_jsonl
 
 pytestmark = pytest.mark.distributed
 RTOL = 1e-5
@@ -253,27 +253,6 @@ def test_save_kill_resume_sharded_and_full(jobs):
     for name in ('killed', 'resumed_full'):
         got = losses(d, name)
         assert close(ref, got, [3, 4]), (name, ref, got)
-
-
-KILLABLE = r'''
-"`axolotl-nb train CFG` under torchrun; with KILL_AT=n every rank SIGKILLs itself as its n-th micro-step begins."
-import os, signal, sys
-import transformers
-from axolotl_nb.cli import main
-kill_at, seen = int(os.environ.get('KILL_AT', 0)), [0]
-orig = transformers.Trainer.training_step
-def step(self, *a, **kw):
-    seen[0] += 1
-    if seen[0] == kill_at: os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final save: a crashed job
-    return orig(self, *a, **kw)
-transformers.Trainer.training_step = step
-sys.exit(main(['train', sys.argv[1]]))
-'''
-
-
-def logged_losses(out: Path, step: int) -> dict[int, float]:
-    hist = json.loads((out / f'checkpoint-{step}' / 'trainer_state.json').read_text())['log_history']
-    return {h['step']: h['loss'] for h in hist if 'loss' in h}
 
 
 def test_sigkill_auto_resume_sharded_matches_uninterrupted(tmp_path):

@@ -81,3 +81,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+KILLABLE = r'''
+"`axolotl-nb train CFG` under torchrun; with KILL_AT=n every rank SIGKILLs itself as its n-th micro-step begins."
+import os, signal, sys
+import transformers
+from axolotl_nb.cli import main
+kill_at, seen = int(os.environ.get('KILL_AT', 0)), [0]
+orig = transformers.Trainer.training_step
+def step(self, *a, **kw):
+    seen[0] += 1
+    if seen[0] == kill_at: os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final save: a crashed job
+    return orig(self, *a, **kw)
+transformers.Trainer.training_step = step
+sys.exit(main(['train', sys.argv[1]]))
+'''
+
+
+def logged_losses(out: Path, step: int) -> dict[int, float]:
+    "The losses logged up to `step`, from `out/checkpoint-<step>/trainer_state.json`."
+    hist = json.loads((out / f'checkpoint-{step}' / 'trainer_state.json').read_text())['log_history']
+    return {h['step']: h['loss'] for h in hist if 'loss' in h}
