@@ -325,10 +325,12 @@ def resolve_chat_template(cfg_or_ds, tokenizer, cfg=None) -> str:
             "chat_template: the tokenizer has no chat template of its own — set `chat_template: chatml` (or llama3, "
             "or jinja)"
         )
+    if name.startswith(FALLBACK) and name[len(FALLBACK) :] in (*CHAT_TEMPLATES, 'jinja'):
+        if getattr(tokenizer, 'chat_template', None):
+            return tokenizer.chat_template
+        name = name[len(FALLBACK) :]
     if name in CHAT_TEMPLATES:
         return CHAT_TEMPLATES[name]
-    if name.startswith(FALLBACK) and name[len(FALLBACK) :] in CHAT_TEMPLATES:
-        return getattr(tokenizer, 'chat_template', None) or CHAT_TEMPLATES[name[len(FALLBACK) :]]
     if name == 'jinja':
         if not src:
             raise DataError(
