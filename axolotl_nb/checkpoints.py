@@ -10,9 +10,11 @@ import contextlib, json, shutil, struct, sys, zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
+# first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
+from .config import AxolotlConfig, UserError, resolve_path
+
 import torch
 
-from .config import AxolotlConfig, UserError, resolve_path
 from .weights import _no_space
 
 # %% auto #0

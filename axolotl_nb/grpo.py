@@ -10,15 +10,17 @@ import copy, importlib, importlib.util, re, socket, sys
 from pathlib import Path
 from typing import Callable, Optional
 
+# first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
+from .config import AxolotlConfig, UserError
+
 from torch import Tensor
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from .config import AxolotlConfig, UserError
 from .data import load_datasets
 from . import run
 from .run import Method
-from .trainer import build_callbacks, build_training_args
+from .trainer import ConfigOptim, build_callbacks, build_training_args
 
 # %% auto #0
 __all__ = ['ANSWER_RE', 'NUMBER_RE', 'BUILTIN_REWARDS', 'GRPO', 'group_advantages', 'completion_text', 'extract_answer',
@@ -221,8 +223,8 @@ class EpochRepeatSampler(RepeatSampler):
         "Select the epoch whose order `__iter__` yields (the HF loop calls this before each epoch)."
         if self.shuffle: self.generator.manual_seed((self.seed or 0) + int(epoch))
 
-class AxolotlGRPOTrainer(GRPOTrainer):
-    "TRL's `GRPOTrainer` with `EpochRepeatSampler` for training."
+class AxolotlGRPOTrainer(ConfigOptim, GRPOTrainer):
+    "TRL's `GRPOTrainer` with `EpochRepeatSampler` for training and the config's optimizer and schedule."
     def _get_train_sampler(self, dataset=None) -> EpochRepeatSampler:
         s = super()._get_train_sampler(dataset)
         return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
@@ -243,7 +245,7 @@ def build_grpo_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=No
     if gc is not None and tokenizer.pad_token_id is not None: gc.pad_token_id = tokenizer.pad_token_id
     return AxolotlGRPOTrainer(model=model, reward_funcs=reward_funcs, args=GRPOConfig(**grpo_args(cfg, **extra)),
                               train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                              callbacks=callbacks or build_callbacks(cfg, factor=None))
+                              callbacks=callbacks or build_callbacks(cfg, factor=None), cfg=cfg)
 
 # %% ../nbs/13_grpo.ipynb #a3a31e7e
 def grpo_metrics(log_history:list[dict]) -> dict:

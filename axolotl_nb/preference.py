@@ -11,20 +11,22 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
+# first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
+from .config import AxolotlConfig, UserError
+
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor
 from transformers import Trainer, TrainingArguments
 
-from .config import AxolotlConfig, UserError
 from .data import load_datasets
 from .distributed import world_size
 from .loss import causal_lm_logps, loss_impl
 from .models import load_model
 from . import run
 from .run import Method
-from .trainer import build_callbacks, build_training_args, steps_per_epoch
+from .trainer import ConfigOptim, build_callbacks, build_training_args, steps_per_epoch
 
 # %% auto #0
 __all__ = ['NEEDS_REF', 'PREF_METRICS', 'PREFERENCE', 'PrefLoss', 'dpo_loss', 'ipo_loss', 'log1mexp', 'orpo_loss', 'kto_loss',
@@ -270,7 +272,7 @@ def preference_loss(a:PrefArgs, pol:dict, ref:Optional[dict]=None, label:Optiona
     raise ValueError(f"unknown preference method {a.rl!r}")
 
 # %% ../nbs/12_preference.ipynb #d12af174
-class PreferenceTrainer(Trainer):
+class PreferenceTrainer(ConfigOptim, Trainer):
     "A `Trainer` for DPO/IPO/ORPO/KTO/SimPO on batches from `PreferenceCollator`."
     def __init__(self, *args, pref:PrefArgs, # the method and its hyper-parameters
                  ref_model=None, # frozen reference (full fine-tune); None with LoRA = adapter-disabled base
@@ -414,6 +416,7 @@ def build_preference_trainer(
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         callbacks=callbacks or build_callbacks(cfg),
         pref=PrefArgs.from_cfg(cfg),
+        cfg=cfg,
         ref_model=ref_model,
     )
 

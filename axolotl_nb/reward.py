@@ -13,6 +13,9 @@ from dataclasses import replace
 from itertools import chain
 from typing import Optional
 
+# first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
+from .config import AxolotlConfig, UserError
+
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
@@ -21,14 +24,13 @@ from torch import Tensor
 from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from .config import AxolotlConfig, UserError
 from .prompts import IGNORE, DataError
 from .data import PreprocessReport, load_source
 from .distributed import world_size
 from .models import load_tokenizer
 from . import run
 from .run import Method, load_trained
-from .trainer import build_callbacks, build_training_args, steps_per_epoch
+from .trainer import ConfigOptim, build_callbacks, build_training_args, steps_per_epoch
 
 # %% auto #0
 __all__ = ['REWARD', 'PRM', 'bradley_terry_loss', 'bt_conversations', 'chat_ids', 'bt_row', 'stepwise_row', 'load_reward_data',
@@ -154,7 +156,7 @@ def stepwise_step(model, inputs:dict) -> tuple[Tensor, dict]:
     return loss, {'accuracy': (logits.detach().argmax(-1)[keep] == y[keep]).float().tolist()}
 
 # %% ../nbs/14_reward.ipynb #0757f65d
-class RewardTrainer(Trainer):
+class RewardTrainer(ConfigOptim, Trainer):
     "A `Trainer` for reward models (pairs) and process reward models (step labels), logging accuracy and margin."
     def __init__(self, *args, prm:bool=False, # step labels (token classification) instead of pairs
                  center_rewards_coefficient:Optional[float]=None, **kw):
@@ -211,7 +213,7 @@ def build_reward_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=
     coll = DataCollatorForTokenClassification(tokenizer) if prm else DataCollatorForPreference(tokenizer.pad_token_id)
     return RewardTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, data_collator=coll, callbacks=callbacks or build_callbacks(cfg),
-                         prm=prm,
+                         prm=prm, cfg=cfg,
                          center_rewards_coefficient=getattr(cfg, 'center_rewards_coefficient', None))
 
 # %% ../nbs/14_reward.ipynb #e5639435

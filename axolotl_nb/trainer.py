@@ -10,13 +10,15 @@ import importlib.util, math, resource, sys, time
 from pathlib import Path
 from typing import Callable, Optional
 
+# first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
+from .config import AxolotlConfig, UserError
+
 import torch
 from fastcore.basics import patch
 from torch.utils.data import DataLoader
 from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, TrainerControl, TrainerState,
                           TrainingArguments)
 
-from .config import AxolotlConfig, UserError
 from .distributed import rank, world_size
 from .launch import training_args_kwargs
 from .optim import build_optimizer, build_scheduler, optim_args
@@ -26,7 +28,8 @@ from .attention import BinView, collate_fn_for, sampler_for
 # %% auto #0
 __all__ = ['DIVERGENCE_FACTOR', 'has_eval', 'report_to', 'tracking_env', 'build_training_args', 'TrainingDiverged',
            'LossWatchdog', 'peak_memory', 'plot_loss_curve', 'SummaryCallback', 'build_callbacks', 'callback',
-           'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'loss_sum', 'build_trainer']
+           'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'ConfigOptim', 'loss_sum',
+           'build_trainer']
 
 # %% ../nbs/10_trainer.ipynb #4b52b7a5
 def has_eval(cfg:AxolotlConfig) -> bool:
@@ -319,6 +322,21 @@ def training_step(self:AxolotlTrainer, model, inputs, num_items_in_batch=None):
     "Count the batch's real tokens, then HF's step."
     self.tokens_seen += _real_tokens(inputs)
     return Trainer.training_step(self, model, inputs, num_items_in_batch)
+
+# %% ../nbs/10_trainer.ipynb #f3099ff8
+class ConfigOptim:
+    "Mixin for a `Trainer` subclass: the config's optimizer and schedule (`optim`), as `AxolotlTrainer` builds them."
+    def __init__(self, *args, cfg:Optional[AxolotlConfig]=None, **kw): # the run config (None: HF's optimizer)
+        self.cfg = cfg
+        super().__init__(*args, **kw)
+
+    def create_optimizer(self, model=None):
+        if self.cfg is None: return Trainer.create_optimizer(self, model)
+        return AxolotlTrainer.create_optimizer(self, model)
+
+    def create_scheduler(self, num_training_steps:int, optimizer=None):
+        if self.cfg is None: return Trainer.create_scheduler(self, num_training_steps, optimizer)
+        return AxolotlTrainer.create_scheduler(self, num_training_steps, optimizer)
 
 # %% ../nbs/10_trainer.ipynb #84a3dadf
 @patch

@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from axolotl_nb import grpo, preference
 from axolotl_nb.models import save_tiny_model
+from axolotl_nb.rules import load_config
+from axolotl_nb.run import train
 from toys import toy_preferences, toy_tokenizer
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
@@ -129,3 +132,22 @@ def test_grpo_bad_reward_path(work):
     r = run('train', cfg)
     assert r.returncode != 0
     assert 'cannot import module `no_such_rewards_mod`' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
+
+
+METHOD_DATA = {'dpo': dict(type='prompt_pairs', path='pref.jsonl'), 'kto': dict(type='kto', path='kto.jsonl'),
+               'grpo': dict(path='prompts.jsonl')}
+
+
+@pytest.mark.parametrize('rl', list(METHOD_DATA))
+def test_method_uses_the_configured_schedule(work, rl):
+    "`cosine_min_lr_ratio` (axolotl_nb.optim) reaches DPO, KTO and GRPO: the logged lr never drops below the floor."
+    d = METHOD_DATA[rl] | {'path': str(work / METHOD_DATA[rl]['path'])}
+    grpo_kw = dict(trl=dict(num_generations=4, max_completion_length=4, reward_funcs=['exact_answer']))
+    extra = grpo_kw if rl == 'grpo' else {}
+    cfg = load_config(write_cfg(work, f'floor-{rl}', rl=rl, datasets=[d], max_steps=4, val_set_size=0.0,
+                                lr_scheduler='cosine', cosine_min_lr_ratio=0.5, save_strategy='steps', save_steps=4,
+                                **extra))
+    train(cfg, grpo.GRPO if rl == 'grpo' else preference.method(cfg))
+    hist = json.loads((work / f'out-floor-{rl}' / 'checkpoint-4' / 'trainer_state.json').read_text())['log_history']
+    lrs = [h['learning_rate'] for h in hist if 'learning_rate' in h]
+    assert len(lrs) == 4 and min(lrs) >= 0.5 * 5e-3 - 1e-12 and min(lrs) < 5e-3, lrs  # HF's cosine would reach ~0

@@ -58,3 +58,13 @@ def test_smollm2_reward_model(tmp_path):
     raw |= dict(output_dir=str(tmp_path/'rm'), dataset_prepared_path=str(tmp_path/'prep'))
     s = reward.train(load_config(raw))
     assert s.metrics['eval_accuracy'] > 0.9, s.metrics
+
+
+def test_reward_uses_the_configured_schedule(work):
+    "`cosine_min_lr_ratio` (axolotl_nb.optim) reaches the reward trainer: the logged lr never drops below the floor."
+    cfg = tiny(work, 'floor', num_epochs=1, max_steps=3, val_set_size=0.0, lr_scheduler='cosine',
+               cosine_min_lr_ratio=0.5, save_strategy='steps', save_steps=3)
+    reward.train(cfg)
+    hist = json.loads((work/'floor'/'checkpoint-3'/'trainer_state.json').read_text())['log_history']
+    lrs = [h['learning_rate'] for h in hist if 'learning_rate' in h]
+    assert len(lrs) == 3 and min(lrs) >= 0.5 * 3e-3 - 1e-12 and min(lrs) < 3e-3, lrs  # HF's cosine would reach ~0
