@@ -158,12 +158,16 @@ CHAT_TEMPLATE_NAMES = (  # what templates serves (a test in 02a_templates keeps 
 )
 LITERAL_KEYS = {'rl': RLType, 'optimizer': Optimizer, 'lr_scheduler': Scheduler, 'attn_implementation': AttnImpl,
                 'adapter': Adapter}
-VALUE_TOGGLES = {  # (key, value) → what runs instead (class 3)
-    ('gradient_checkpointing', 'offload_disk'): f"activations are offloaded to CPU memory instead ({_SAME})",
-    ('activation_offloading', 'disk'): f"activations are offloaded to CPU memory instead ({_SAME})",
-    ('activation_offloading', 'hidden_states'): f"all saved activations are offloaded to CPU memory ({_SAME})",
-    ('attn_implementation', 'xformers'): f"sdpa runs ({_SAME}; packing stays exact)",
-    ('attn_implementation', 'sage'): "sdpa runs (exact attention)",
+_BNB8 = ("bitsandbytes' 8-bit AdamW runs instead (no torchao here; its own blockwise quantization, so the updates are "
+         "close to, not bit-identical with, torchao's")
+VALUE_TOGGLES = {  # (key, value) → (the value that runs instead, why) (class 3)
+    ('gradient_checkpointing', 'offload_disk'): ('offload', f"activations are offloaded to CPU memory ({_SAME})"),
+    ('activation_offloading', 'disk'): (True, f"activations are offloaded to CPU memory instead ({_SAME})"),
+    ('activation_offloading', 'hidden_states'): (True, f"all saved activations are offloaded to CPU memory ({_SAME})"),
+    ('attn_implementation', 'xformers'): ('sdpa', f"sdpa runs ({_SAME}; packing stays exact)"),
+    ('attn_implementation', 'sage'): ('sdpa', "sdpa runs (exact attention)"),
+    ('optimizer', 'adamw_torch_8bit'): ('adamw_bnb_8bit', _BNB8 + ")"),
+    ('optimizer', 'adamw_torch_4bit'): ('adamw_bnb_8bit', _BNB8 + "; 8-bit state takes twice 4-bit's memory)"),
 }
 AXOLOTL_VALUES = AXOLOTL['values'] | {'attn_implementation': ['xformers', 'sage', 'fp8', '*/*', 'flash_attention_3']}
 
@@ -341,8 +345,9 @@ def value_problem(key:str, v, path:str|None=None) -> Problem|None:
     "A `Problem` when `v` is a value of `key` that axolotl_nb does not implement (None when it does, or for pydantic)."
     path = path or key
     if isinstance(v, str) and (key, v) in VALUE_TOGGLES:
-        return Problem(path, f"`{key}: {v}` is a speed/memory option axolotl_nb does not have; {VALUE_TOGGLES[key, v]}",
-                       f"use `{key}: true`" if key == 'gradient_checkpointing' else f"use `{key}: sdpa`", 'warning')
+        runs, why = VALUE_TOGGLES[key, v]
+        return Problem(path, f"`{key}: {v}` is a speed/memory option axolotl_nb does not have; {why}",
+                       f"use `{key}: {str(runs).lower() if runs is True else runs}`", 'warning')
     if key not in LITERAL_KEYS and key != 'chat_template': return None
     have = ', '.join(map(str, _allowed(key)))
     if not isinstance(v, str):

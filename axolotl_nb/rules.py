@@ -13,8 +13,8 @@ from .config import (
     AxolotlConfig, ConfigError, GRPODataset, KTODataset, PreferenceDataset, Problem, SFTDataset, TRLConfig, _world_size,
     dataset_model, pkg_path, resolve_path)
 from .keys import (
-    LITERAL_KEYS, PLUGINS_OK, RENAMED, SELECTS_CHUNKED_CE, _type_problem, _user_defined_problem, check_keys,
-    check_templates, value_problem)
+    LITERAL_KEYS, PLUGINS_OK, RENAMED, VALUE_TOGGLES, SELECTS_CHUNKED_CE, _type_problem, _user_defined_problem,
+    check_keys, check_templates, value_problem)
 from .prepare import _has_eval, _validate, deep_merge, normalize, parse_overrides, read_yaml
 
 # %% auto #0
@@ -322,10 +322,8 @@ def _check_values(raw:dict) -> tuple[list[Problem], set[str]]:
         if k in raw and (p := value_problem(k, raw[k])):
             probs.append(p)
             if p.level == 'error': invalid.add(k)
-    if raw.get('gradient_checkpointing') == 'offload_disk': raw['gradient_checkpointing'] = 'offload'
-    if raw.get('activation_offloading') in ('disk', 'hidden_states'): raw['activation_offloading'] = True
-    for k in ('attn_implementation',):
-        if raw.get(k) in ('xformers', 'sage'): raw[k] = 'sdpa'
+    for (k, v), (runs, _) in VALUE_TOGGLES.items():  # each speed/memory value becomes the one that runs (warned above)
+        if raw.get(k) == v: raw[k] = runs
     ps, drop = check_templates(raw)
     return probs + ps, invalid | drop
 

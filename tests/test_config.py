@@ -89,7 +89,7 @@ def test_class_toggle_warns_and_strict_makes_it_an_error():
 
 def test_class_unsupported_errors_only_when_active():
     for k, on in [('relora', True), ('qat', {'weight_dtype': 'int8'}), ('context_parallel_size', 2),
-                  ('lisa_n_layers', 2), ('rl', 'ebft'), ('optimizer', 'adamw_torch_8bit')]:
+                  ('lisa_n_layers', 2), ('rl', 'ebft'), ('optimizer', 'dion')]:
         ps = problems_of({**BASE, k: on})
         assert len(ps) == 1 and ps[0].startswith(f'{k}: not supported yet'), (k, ps)
     for k, off in [('relora', False), ('qat', None), ('context_parallel_size', 1), ('lisa_n_layers', None)]:
