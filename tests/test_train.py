@@ -12,8 +12,7 @@ from axolotl_nb.rules import load_config
 from axolotl_nb.models import save_tiny_model
 from axolotl_nb.run import evaluate, train
 from axolotl_nb.trainer import TrainingDiverged
-
-WORDS = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
+from toys import LORA, REPEAT_WORDS, run_yaml
 
 
 @pytest.fixture(scope='module')
@@ -23,7 +22,7 @@ def workdir(tmp_path_factory) -> Path:
     rng = random.Random(0)
 
     def row():
-        ws = rng.choices(WORDS, k=rng.randint(3, 12))
+        ws = rng.choices(REPEAT_WORDS, k=rng.randint(3, 12))
         return {'instruction': 'Repeat: ' + ' '.join(ws), 'input': '', 'output': ' '.join(ws)}
 
     for name, n in (('train', 96), ('eval', 16)):
@@ -32,28 +31,10 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def make_cfg(d: Path, out: str, **kw) -> Path:
-    c = dict(
-        base_model=str(d / 'tiny'),
-        datasets=[dict(path=str(d / 'train.jsonl'), type='alpaca')],
-        test_datasets=[dict(path=str(d / 'eval.jsonl'), type='alpaca')],
-        dataset_prepared_path=str(d / 'prepared'),
-        output_dir=str(d / out),
-        sequence_len=1024,
-        sample_packing=True,
-        adapter='lora',
-        lora_r=8,
-        lora_alpha=16,
-        lora_target_linear=True,
-        micro_batch_size=1,
-        gradient_accumulation_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        seed=7,
-        use_tensorboard=False,
-    )
-    p = d / f'{out}.yml'
-    p.write_text(yaml.safe_dump(c | kw))
-    return p
+    "A packed LoRA run of the tiny model (gradient accumulation 2), evaluated on `d/eval.jsonl`."
+    ev = [dict(path=str(d / 'eval.jsonl'), type='alpaca')]
+    return run_yaml(d, out, **(dict(test_datasets=ev, sequence_len=1024, sample_packing=True,
+                                    gradient_accumulation_steps=2) | LORA | kw))
 
 
 def cli(*args, **popen_kw):
