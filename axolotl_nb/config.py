@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, P
 
 # %% auto #0
 __all__ = ['IMPORT_NOISE', 'TrainOnEos', 'DsType', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'Adapter', 'UserError',
-           'Problem', 'ConfigError', 'md_table', 'DatasetSource', 'DatasetBase', 'SFTDataset', 'PreferenceDataset',
-           'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys', 'AdapterKeys', 'LrGroup',
-           'ScheduleKeys', 'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys', 'DistributedKeys', 'AxolotlConfig',
-           'pkg_path', 'resolve_path', 'hub_reachable', 'summary', 'dump_yaml']
+           'Problem', 'ConfigError', 'md_table', 'DatasetSource', 'PretrainingDataset', 'DatasetBase', 'SFTDataset',
+           'PreferenceDataset', 'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys',
+           'AdapterKeys', 'LrGroup', 'ScheduleKeys', 'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys',
+           'DistributedKeys', 'AxolotlConfig', 'pkg_path', 'resolve_path', 'shown_path', 'hub_reachable', 'summary',
+           'dump_yaml']
 
 # %% ../nbs/00_config.ipynb #7e6deb61
 class _DropMessage(logging.Filter):
@@ -89,6 +90,12 @@ class DatasetSource(_Strict):
     name: Optional[str] = None # dataset configuration name
     revision: Optional[str] = None # Hub revision
     trust_remote_code: bool = False # allow dataset scripts from the Hub
+
+class PretrainingDataset(DatasetSource):
+    "A `pretraining_dataset` entry: raw text read as a stream, tokenized on the fly, packed into full rows."
+    type: Optional[str] = 'pretrain' # Axolotl's default; the text is trained as is
+    text_column: str = 'text' # the column holding each document's text
+    skip: Optional[int] = Field(None, ge=0) # skip this many documents at the start of the stream
 
 # %% ../nbs/00_config.ipynb #b1bdb62c
 class DatasetBase(DatasetSource):
@@ -212,6 +219,7 @@ class DataKeys(_Strict):
     sample_packing_sequentially: bool = False # pack in dataset order (curriculum) instead of shuffled
     pad_to_sequence_len: bool = False # pad every batch to sequence_len
     train_on_inputs: bool = False # supervise prompt tokens too
+    pretraining_dataset: Optional[list[PretrainingDataset]] = Field(None, min_length=1) # streamed text (max_steps)
 
 # %% ../nbs/00_config.ipynb #76e04d5a
 class AdapterKeys(_Strict):
@@ -293,6 +301,9 @@ class SpeedKeys(_Strict):
     liger_rope: Optional[bool] = None # Liger RoPE kernel on CUDA
     liger_layer_norm: Optional[bool] = None # Liger LayerNorm kernel on CUDA
     plugins: Optional[list[str]] = None # Axolotl plugins; Liger / Cut Cross Entropy / kernels are understood
+    torch_compile: Optional[bool] = None # torch.compile the model for training (HF's TrainingArguments.torch_compile)
+    torch_compile_backend: Optional[str] = None # torch.compile backend (default inductor; aot_eager: no codegen)
+    torch_compile_mode: Optional[str] = None # torch.compile mode: default, reduce-overhead, max-autotune
 
 # %% ../nbs/00_config.ipynb #df12fc7a
 class EvalSaveKeys(_Strict):
@@ -406,6 +417,11 @@ def resolve_path(cfg:AxolotlConfig, p:str|Path) -> Path:
     if p.is_absolute() or p.exists(): return p
     alt = cfg.config_dir / p
     return alt if alt.exists() else p
+
+def shown_path(p:str|Path) -> str:
+    "`p` as a report shows it: relative to the working directory when inside it, so no machine path is printed."
+    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(p)
 
 # %% ../nbs/00_config.ipynb #d2c46eb6
 def hub_reachable(timeout:float=3.0, # seconds to wait for the TCP connection

@@ -16,7 +16,7 @@ from datasets import Dataset
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 
-from .config import AxolotlConfig
+from .config import AxolotlConfig, shown_path
 
 # %% auto #0
 __all__ = ['PreprocessReport', 'length_stats', 'fill_lengths', 'rl_lengths', 'row_fills', 'fill_packing', 'length_figure',
@@ -97,8 +97,9 @@ def rows(self: PreprocessReport) -> list[tuple[str, str]]:
     r = [('train / eval rows', f"{self.n_train} / {self.n_eval}")]
     r += self._sft_rows() if self.rl is None else self._rl_rows()
     r.append(('drops', ', '.join(f"{k}: {v}" for k, v in self.all_drops().items()) or 'none'))
-    r += [('cache', f"{self.cache_path} ({'hit' if self.cache_hit else 'written'})")] if self.cache_path else []
-    r += [('length histogram', self.histogram)] if self.histogram else []
+    hit = 'hit' if self.cache_hit else 'written'
+    r += [('cache', f"{shown_path(self.cache_path)} ({hit})")] if self.cache_path else []
+    r += [('length histogram', shown_path(self.histogram))] if self.histogram else []
     return r + ([('stale temp folders removed', ', '.join(self.swept))] if self.swept else [])
 
 # %% ../nbs/03a_report.ipynb #59a0d9ce
