@@ -301,9 +301,9 @@ class SpeedKeys(_Strict):
     liger_rope: Optional[bool] = None # Liger RoPE kernel on CUDA
     liger_layer_norm: Optional[bool] = None # Liger LayerNorm kernel on CUDA
     plugins: Optional[list[str]] = None # Axolotl plugins; Liger / Cut Cross Entropy / kernels are understood
-    torch_compile: Optional[bool] = None # torch.compile the model for training (HF's TrainingArguments.torch_compile)
+    torch_compile: Optional[Union[bool, Literal['auto']]] = None # torch.compile the model (auto: on CUDA only)
     torch_compile_backend: Optional[str] = None # torch.compile backend (default inductor; aot_eager: no codegen)
-    torch_compile_mode: Optional[str] = None # torch.compile mode: default, reduce-overhead, max-autotune
+    torch_compile_mode: Optional[Literal['default', 'reduce-overhead', 'max-autotune']] = None # torch.compile mode
 
 # %% ../nbs/00_config.ipynb #df12fc7a
 class EvalSaveKeys(_Strict):

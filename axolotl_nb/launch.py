@@ -20,7 +20,7 @@ from .distributed import backend_for_device, decoder_layer_cls, fsdp_config, req
 
 # %% auto #0
 __all__ = ['DS_KEYS', 'DS_ZERO_KEYS', 'LAUNCHERS', 'shipped_deepspeed_dir', 'deepspeed_presets', 'deepspeed_available',
-           'check_deepspeed_dict', 'check_deepspeed_quant', 'deepspeed_config', 'training_args_kwargs',
+           'check_deepspeed_dict', 'check_deepspeed_quant', 'deepspeed_config', 'training_args_kwargs', 'compile_args',
            'launch_command', 'launch']
 
 # %% ../nbs/08a_launch.ipynb #6f192327
@@ -192,6 +192,17 @@ def training_args_kwargs(cfg:AxolotlConfig, # the run config
     if not torch.cuda.is_available(): out['use_cpu'] = True  # else accelerate sees no device to distribute over
     if not fc: out['ddp_find_unused_parameters'] = False
     return out
+
+# %% ../nbs/08a_launch.ipynb #befdece5
+def compile_args(cfg:AxolotlConfig, # the run config
+                 cuda:bool|None=None, # is a CUDA GPU here (default: ask torch)
+                ) -> dict:
+    "`TrainingArguments` kwargs that make the Trainer `torch.compile` the model (`{}` when compile is off)."
+    on = cfg.torch_compile
+    if on == 'auto': on = torch.cuda.is_available() if cuda is None else cuda
+    if not on: return {}
+    return dict(torch_compile=True, torch_compile_backend=cfg.torch_compile_backend or 'inductor',
+                torch_compile_mode=cfg.torch_compile_mode)
 
 # %% ../nbs/08a_launch.ipynb #d3696417
 LAUNCHERS = ('python', 'torchrun', 'accelerate')

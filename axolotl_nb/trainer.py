@@ -20,7 +20,7 @@ from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, Train
                           TrainingArguments)
 
 from .distributed import rank, world_size
-from .launch import training_args_kwargs
+from .launch import compile_args, training_args_kwargs
 from .optim import build_optimizer, build_scheduler, optim_args
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for
@@ -115,7 +115,7 @@ def build_training_args(cfg:AxolotlConfig, # the run config
               report_to=report_to(cfg) or 'none', run_name=cfg.wandb_name or cfg.mlflow_run_name,
               seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
               save_only_model=False)
-    kw |= _schedule(cfg, steps_per_epoch) | training_args_kwargs(cfg)
+    kw |= _schedule(cfg, steps_per_epoch) | training_args_kwargs(cfg) | compile_args(cfg)
     return {k: v for k, v in (kw | extra).items() if v is not None}
 
 # %% ../nbs/10_trainer.ipynb #ab6177ca
