@@ -7,7 +7,7 @@ settings panel, sends a second turn, and sees both turns kept. The model never e
 end-of-sequence id in its generation config) and has 16 layers, so a 2000-token answer takes many seconds.
 A screenshot of the page is saved as `gradio_chat.png` in the test's tmp dir.
 """
-import os, re, shutil, signal, socket, subprocess, sys, time
+import os, re, shutil, signal, subprocess, time
 from pathlib import Path
 
 import pytest
@@ -17,16 +17,10 @@ webdriver = pytest.importorskip('selenium.webdriver', reason='pip install seleni
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from toys import chat_config
+from toys import CLI, chat_config, free_port
 
-CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 CHROME, DRIVER = shutil.which('chromium') or shutil.which('chromium-browser'), shutil.which('chromedriver')
 pytestmark = pytest.mark.skipif(not (CHROME and DRIVER), reason='apt-get install chromium chromium-driver')
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 def cpu_seconds(pid:int) -> float:
     "User + system CPU time of a process (all its threads) from /proc."

@@ -5,19 +5,16 @@ cleanly.
 The model is a tiny random Llama. For the Ctrl-C test it is made to never end an answer by itself (no end-of-sequence
 id in its generation config), so a 2000-token answer takes seconds and there is something to interrupt.
 """
-import re, shutil, sys, time
+import re, sys, time
 from pathlib import Path
 
 import pexpect
 
 from axolotl_nb.rules import load_config
 from axolotl_nb.inference import generate, load_for_inference
-from toys import chat_config
+from toys import CLI, chat_config
 
-CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 ENV = {'OMP_NUM_THREADS': '1', 'TERM': 'dumb', 'PATH': str(Path(sys.executable).parent) + ':/usr/bin:/bin'}
-
-tiny_cfg = chat_config
 
 def spawn(cfg:Path, *args) -> pexpect.spawn:
     child = pexpect.spawn(CLI, ['inference', str(cfg), *args], env=ENV, encoding='utf-8', codec_errors='replace',
@@ -34,7 +31,7 @@ def turn(child:pexpect.spawn, line:str) -> str:
 def letters(s:str) -> str: return re.sub(r'[^0-9A-Za-z]', '', s)  # the terminal may mangle the random model's bytes
 
 def test_terminal_chat_keeps_history_and_ctrl_d_quits(tmp_path):
-    cfg = tiny_cfg(tmp_path)
+    cfg = chat_config(tmp_path)
     child = spawn(cfg, '--max-new-tokens', '8')
     a1, a2 = turn(child, 'Say hello'), turn(child, '1 + 1 =')
     child.sendeof()
@@ -49,7 +46,7 @@ def test_terminal_chat_keeps_history_and_ctrl_d_quits(tmp_path):
     assert letters(r2) != letters(generate(model, tok, [u2], 8))       # ... and that changes it
 
 def test_terminal_chat_ctrl_c_stops_answer_then_quits(tmp_path):
-    cfg = tiny_cfg(tmp_path, endless=True)
+    cfg = chat_config(tmp_path, endless=True)
     child = spawn(cfg, '--max-new-tokens', '2000')
     child.sendline('Say hello')
     child.expect(r'Say hello\r\n.{20}')      # the answer is streaming

@@ -5,30 +5,24 @@ read back and compared with the trainer's log history (`checkpoint-4/trainer_sta
 Rank 0 only under torchrun: see tests/test_multinode.py (its 2-process run has MLflow and TensorBoard on and finds one
 MLflow run and one event file).
 """
-import json, math, os, shutil, struct, subprocess, sys
+import json, math, os, struct, subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 mlflow = pytest.importorskip('mlflow', reason="extra `tracking`: pip install 'axolotl_nb[tracking]'")
 pytest.importorskip('wandb', reason="extra `tracking`: pip install 'axolotl_nb[tracking]'")
 from axolotl_nb.models import save_tiny_model
+from toys import CLI, LORA, REPEAT_WORDS, logged_losses, run_yaml, write_jsonl
 
-CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 
-def tiny_run(tmp_path:Path, **extra) -> dict:
-    "A tiny LoRA SFT config (4 steps, loss logged each step, checkpoint at step 4)."
+def tiny_run(tmp_path:Path, **extra) -> Path:
+    "`tmp_path/out.yml`: a tiny LoRA SFT run (4 steps, batch 2, loss logged each step, checkpoint at step 4)."
     save_tiny_model(tmp_path/'tiny')
-    words = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
-    rows = [dict(instruction='Repeat: ' + ' '.join(words[i:i + 5]), input='', output=' '.join(words[i:i + 5]))
-            for i in range(12)]
-    (tmp_path/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    return dict(base_model=str(tmp_path/'tiny'), datasets=[dict(path=str(tmp_path/'train.jsonl'), type='alpaca')],
-                dataset_prepared_path=str(tmp_path/'prepared'), output_dir=str(tmp_path/'out'), sequence_len=256,
-                adapter='lora', lora_r=8, lora_alpha=16, lora_target_linear=True, micro_batch_size=2,
-                gradient_accumulation_steps=1, learning_rate=1e-3, max_steps=4, logging_steps=1, save_steps=4,
-                seed=3, **extra)
+    spans = [' '.join(REPEAT_WORDS[i:i + 5]) for i in range(12)]
+    write_jsonl(tmp_path/'train.jsonl', [dict(instruction='Repeat: ' + s, input='', output=s) for s in spans])
+    # use_tensorboard=True only undoes run_yaml's False: True is the schema default (config.py), what a user gets
+    return run_yaml(tmp_path, 'out', **LORA, micro_batch_size=2, save_steps=4, seed=3, use_tensorboard=True, **extra)
 
 def wandb_records(path:Path):
     "Protobuf `Record`s of an offline `.wandb` file (a LevelDB-style log: 7-byte header, 32 KiB blocks of chunks)."
@@ -52,14 +46,12 @@ def test_trackers_read_back(tmp_path):
     cfg = tiny_run(tmp_path, mlflow_tracking_uri=f'sqlite:///{db}', mlflow_experiment_name='axolotl-nb-test',
                    hf_mlflow_log_artifacts=True, wandb_project='axolotl-nb-test', wandb_name='tiny-run',
                    wandb_run_id='tinyrun01', wandb_log_model='end', wandb_mode='offline')
-    (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_SILENT': 'true', 'HF_HUB_OFFLINE': '1'}
-    r = subprocess.run([CLI, 'train', str(tmp_path/'c.yml')], capture_output=True, text=True, timeout=600, env=env,
+    r = subprocess.run([CLI, 'train', str(cfg)], capture_output=True, text=True, timeout=600, env=env,
                        cwd=tmp_path)  # MLflow's sqlite store puts artifacts under ./mlruns of the cwd
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     out = tmp_path/'out'
-    hist = json.loads((out/'checkpoint-4'/'trainer_state.json').read_text())['log_history']
-    losses = {h['step']: h['loss'] for h in hist if 'loss' in h}
+    losses = logged_losses(out, 4)
     assert sorted(losses) == [1, 2, 3, 4] and all(math.isfinite(v) for v in losses.values())
 
     # MLflow: one run in the named experiment; resolved config in params, loss per step, final artifacts
@@ -70,7 +62,7 @@ def test_trackers_read_back(tmp_path):
     run = runs[0]
     p = run.data.params
     assert p.get('cfg.lora_r') == '8' and p.get('cfg.sequence_len') == '256', p                 # the resolved config
-    assert p.get('cfg.base_model') == cfg['base_model'] and p.get('learning_rate') == '0.001'  # + TrainingArguments
+    assert p.get('cfg.base_model') == str(tmp_path/'tiny') and p.get('learning_rate') == '0.001'  # + TrainingArguments
     ml = {m.step: m.value for m in client.get_metric_history(run.info.run_id, 'loss')}
     assert ml.keys() == losses.keys() and all(math.isclose(ml[s], losses[s], rel_tol=1e-6) for s in losses), ml
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -12,7 +12,7 @@ from axolotl_nb.rules import load_config
 from axolotl_nb.models import save_tiny_model
 from axolotl_nb.run import evaluate, train
 from axolotl_nb.trainer import TrainingDiverged
-from toys import LORA, REPEAT_WORDS, run_yaml
+from toys import LORA, REPEAT_WORDS, run_yaml, write_jsonl
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +26,7 @@ def workdir(tmp_path_factory) -> Path:
         return {'instruction': 'Repeat: ' + ' '.join(ws), 'input': '', 'output': ' '.join(ws)}
 
     for name, n in (('train', 96), ('eval', 16)):
-        (d / f'{name}.jsonl').write_text(''.join(json.dumps(row()) + '\n' for _ in range(n)))
+        write_jsonl(d / f'{name}.jsonl', [row() for _ in range(n)])
     return d
 
 

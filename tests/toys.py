@@ -1,8 +1,10 @@
 """Toy fixtures for fast tests and notebooks: a ~40-token word-level tokenizer, separable preferences, a chat config,
-a short tiny-model run config, a free port."""
+a short tiny-model run config, a free port, this venv's `axolotl-nb` executable."""
 import json
 import random
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 import yaml
@@ -74,6 +76,9 @@ def run_yaml(d: Path, name: str, **kw) -> Path:
                use_tensorboard=False) | kw
     (d/f'{name}.yml').write_text(yaml.safe_dump(cfg))
     return d/f'{name}.yml'
+
+
+CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')  # this venv's
 
 
 def free_port() -> int:
