@@ -22,8 +22,8 @@ __all__ = ['RULES', 'LORA_KEYS', 'rule', 'check_rules', 'bad', 'pkg_models_exist
            'optimizer_settings_fit', 'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair',
            'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing',
            'method_options_match', 'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable',
-           'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok', 'check_paths', 'load_config',
-           'problems_of']
+           'pretraining_streams', 'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok',
+           'check_paths', 'load_config', 'problems_of']
 
 # %% ../nbs/01_rules.ipynb #37dbcb19
 RULES = []
@@ -78,7 +78,8 @@ def optimizer_settings_fit(c, given, invalid):
                   "set `lr_scheduler: cosine` or remove the key")
     if c.unfrozen_parameters and c.adapter:
         yield bad('unfrozen_parameters', f"`unfrozen_parameters` picks what a full fine-tune trains; with "
-                  f"`adapter: {c.adapter}` only the adapter trains", "remove `adapter` or `unfrozen_parameters`")
+                  f"`adapter: {c.adapter}` only the adapter trains",
+                  "remove `adapter`, or list whole modules in `lora_modules_to_save`")
 
 # %% ../nbs/01_rules.ipynb #0d56814c
 LORA_KEYS = ('lora_r', 'lora_alpha', 'lora_dropout', 'lora_target_modules', 'lora_target_linear',
@@ -149,6 +150,9 @@ def eval_and_save_consistent(c, given, invalid):
     if c.early_stopping_patience and c.save_strategy == 'no':
         yield bad('early_stopping_patience', "early stopping restores the best checkpoint, but saving is off",
                   "remove `save_strategy: no`")
+    if c.save_only_model and c.auto_resume_from_checkpoints:
+        yield bad('save_only_model', "checkpoints hold no optimizer/scheduler state, so "
+                  "`auto_resume_from_checkpoints` cannot resume from them", "remove one of the two", 'warning')
 
 # %% ../nbs/01_rules.ipynb #6778bb21
 @rule
@@ -240,6 +244,21 @@ def datasets_readable(c, given, invalid):
         t = e.get('type')
         if isinstance(t, str) and (p := _type_problem(c, t, f"{name}[{i}].type")): yield p
         if isinstance(t, dict) and (p := _user_defined_problem(c, t, f"{name}[{i}].type")): yield p
+
+# %% ../nbs/01_rules.ipynb #c2b452bc
+@rule
+def pretraining_streams(c, given, invalid):
+    "`pretraining_dataset` is a stream: it has no length (so `max_steps` ends the run) and is the only training data."
+    if not c.pretraining_dataset: return
+    if not c.max_steps:
+        yield bad('max_steps', "`pretraining_dataset` is read as a stream, which has no length: the run cannot "
+                  "count epochs", "set `max_steps` (e.g. `max_steps: 1000`)")
+    for k in ('datasets', 'rl', 'reward_model', 'process_reward_model'):
+        if getattr(c, k): yield bad(k, f"`{k}` with `pretraining_dataset`: a streamed pretraining run trains on "
+                                       "the stream alone", f"remove `{k}` (or `pretraining_dataset`)")
+    if c.val_set_size or c.test_datasets:
+        k = 'val_set_size' if c.val_set_size else 'test_datasets'
+        yield bad(k, "no eval split is taken from a streamed `pretraining_dataset`", f"remove `{k}`")
 
 # %% ../nbs/01_rules.ipynb #613c1e5c
 @rule
