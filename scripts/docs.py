@@ -46,7 +46,7 @@ STAGES = [
     ('Evaluation, merge and inference', "Use the trained model: generate, chat in the terminal or a browser, and run "
      "every step from the command line.", ['15', '16']),
 ]
-TUTORIAL_ORDER = ['quickstart']  # first; the rest alphabetically
+TUTORIAL_ORDER = ['quickstart', 'own_data', 'packing', 'dpo', 'from_axolotl', 'qlora_gpu']  # lesson order; others after
 
 def _doc_filter():
     "nbdev's `FilterDefaults`, except that a cell executed only because it imports runs only its top-level imports."

@@ -125,13 +125,23 @@ def page_images(browser, base, page) -> list[tuple[int, int]]:
           ".map(i => [i.naturalWidth, i.naturalHeight])")
     return browser.execute_script(js)
 
+PICTURES = {'data.html': 1,  # the length histogram
+            'tutorials/quickstart.html': 1, 'tutorials/dpo.html': 1,  # loss curves
+            'tutorials/packing.html': 2}  # length histogram + row fill; packed rows + their mask
+
 def test_pictures(site, browser):
-    "The length histogram (data stage) and the loss curve (quickstart tutorial) are on their pages, not empty."
+    "The histograms, loss curves and the packed-row picture are on their pages, not empty."
     base, _ = site
-    hist = page_images(browser, base, 'data.html')
-    assert hist and all(w > 100 and h > 100 for w, h in hist), f"data.html images: {hist}"
-    curve = page_images(browser, base, 'tutorials/quickstart.html')
-    assert curve and all(w > 100 and h > 100 for w, h in curve), f"tutorials/quickstart.html images: {curve}"
+    for page, n in PICTURES.items():
+        imgs = page_images(browser, base, page)
+        assert len(imgs) >= n and all(w > 100 and h > 100 for w, h in imgs), f"{page} images: {imgs}"
+
+def test_tutorials_in_sidebar():
+    "Every tutorial notebook is a page, in the Tutorials section, which comes right after Home."
+    nav = yaml.safe_load((ROOT/'_site'/'mkdocs.yml').read_text())['nav']
+    assert [next(iter(e)) for e in nav[:2]] == ['Home', 'Tutorials'], nav[:2]
+    pages = {next(iter(i.values())) for i in nav[1]['Tutorials']}
+    assert pages == {f'tutorials/{p.name}' for p in (ROOT/'nbs'/'tutorials').glob('*.ipynb')}, pages
 
 def test_search_finds_multipack(site, browser):
     base, _ = site
