@@ -103,7 +103,6 @@ UNSUPPORTED = {  # class 4: pattern → (what the feature is, the closest thing 
     'expert_parallel_*': ("expert parallelism for MoE models", "FSDP (`fsdp_version: 2`)"),
     'dp_shard_size': ("an N-D device mesh (data-parallel shard size)", "FSDP over all processes"),
     'dp_replicate_size': ("an N-D device mesh (HSDP replicas)", "FSDP over all processes"),
-    'pretraining_dataset': ("streaming pretraining data", "`datasets:` with `type: completion`"),
     'relora*': ("ReLoRA (periodically merged LoRA)", "LoRA"),
     'lisa_*': ("LISA layer sampling", "LoRA"),
     'rope_scaling': ("RoPE scaling for longer context", "a base model whose config already sets it"),

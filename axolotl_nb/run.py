@@ -17,6 +17,7 @@ from transformers import Trainer, set_seed
 
 from .config import AxolotlConfig, UserError, dump_yaml, md_table, resolve_path
 from .data import debug_view, load_datasets
+from .streaming import stream_data
 from .report import PreprocessReport, fill_packing
 from .attention import sampler_for
 from .distributed import prepare_model, rank, setup_distributed, world_size
@@ -34,7 +35,8 @@ __all__ = ['SFT', 'CONFIG_NAME', 'sft_data', 'no_kwargs', 'no_metrics', 'Method'
 
 # %% ../nbs/11_run.ipynb #d540e0fb
 def sft_data(cfg:AxolotlConfig, tokenizer) -> tuple:
-    "(train_ds, eval_ds|None, report): the tokenized, cached SFT splits and their preprocess report."
+    "(train_ds, eval_ds|None, report): the tokenized, cached SFT splits (or the `pretraining_dataset` stream)."
+    if cfg.pretraining_dataset: return stream_data(cfg, tokenizer)  # read, tokenized and packed while training
     return load_datasets(cfg, tokenizer)
 
 def no_kwargs(cfg, model, tokenizer, kind:str) -> dict: return {}
@@ -258,7 +260,8 @@ def preprocess(cfg:AxolotlConfig, # the run config
               ) -> PreprocessReport:
     "Tokenize and cache every dataset in `cfg`; return the report (packing numbers included)."
     tokenizer = load_tokenizer(cfg)
-    train_ds, _, rep = load_datasets(cfg, tokenizer)
+    train_ds, _, rep = sft_data(cfg, tokenizer)
+    if cfg.pretraining_dataset: return rep  # a stream is tokenized while training: nothing to cache or count
     if 'length' in train_ds.column_names:  # the plan the training sampler will use: same numbers, packed once
         plan = sampler_for(cfg, train_ds['length'], train=True).plan(0)
         fill_packing(rep, plan, cfg, world_size())

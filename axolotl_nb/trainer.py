@@ -247,6 +247,8 @@ def batch_parts(cfg:AxolotlConfig, # the run config
                ) -> tuple:
     "(batch_sampler or None, collate_fn) for `ds` under `cfg`'s packing settings."
     packed = cfg.sample_packing if train else cfg.eval_sample_packing
+    if isinstance(ds, torch.utils.data.IterableDataset):  # a stream of packed rows (`streaming`): no sampler
+        return None, collate_fn_for(cfg, tokenizer, model_config=model_config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     if not packed: return None, PadCollator(pad_id, cfg.sequence_len if cfg.pad_to_sequence_len else None)
     sampler = sampler_for(cfg, _lengths(ds), train=train, num_replicas=world_size(), rank=rank())
@@ -391,7 +393,7 @@ def build_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, #
     mc = getattr(model, 'config', None)
     parts = {id(d): batch_parts(cfg, tokenizer, d, d is train_ds, mc) for d in (train_ds, eval_ds) if d is not None}
     spe = None
-    if train_ds is not None:
+    if train_ds is not None and not isinstance(train_ds, torch.utils.data.IterableDataset):  # a stream: no length
         sampler = parts[id(train_ds)][0]
         n = len(sampler) if sampler is not None else math.ceil(len(train_ds) / (cfg.micro_batch_size * world_size()))
         spe = steps_per_epoch(cfg, n)
