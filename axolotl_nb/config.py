@@ -446,13 +446,13 @@ def _adapter_row(c:AxolotlConfig) -> str:
 
 def _summary_rows(c:AxolotlConfig) -> list[tuple[str, str]]:
     ds = ', '.join(f"{d.get('path')} ({d.get('type') or 'default'})" for d in c.datasets)
+    if c.pretraining_dataset: ds = ', '.join(f"{e.path} (streamed, {e.type})" for e in c.pretraining_dataset)
     sched = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs:g} epoch(s)"
     prec = 'bf16' if c.bf16 is True else 'fp16' if c.fp16 else 'fp32'
     dist = 'FSDP' if c.uses_fsdp else f"DeepSpeed ({c.deepspeed})" if c.deepspeed else 'single process'
     accum = c.gradient_accumulation_steps
     batch = f"{c.micro_batch_size} micro × {accum} accum × {_world_size()} proc = {c.batch_size}"
     return [('method', c.method + (f" (β={c.trl.beta:g})" if c.rl and c.trl.beta is not None else '')),
-    if c.pretraining_dataset: ds = ', '.join(f"{e.path} (streamed, {e.type})" for e in c.pretraining_dataset)
             ('base model', c._written.get('base_model', c.base_model)), ('adapter', _adapter_row(c)), ('datasets', ds),
             ('sequence_len', f"{c.sequence_len}" + (' packed' if c.sample_packing else '')), ('batch', batch),
             ('schedule', f"{sched}, lr {c.learning_rate:g}, {c.optimizer}, {c.lr_scheduler}"),

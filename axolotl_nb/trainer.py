@@ -247,9 +247,9 @@ def batch_parts(cfg:AxolotlConfig, # the run config
                ) -> tuple:
     "(batch_sampler or None, collate_fn) for `ds` under `cfg`'s packing settings."
     packed = cfg.sample_packing if train else cfg.eval_sample_packing
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     if isinstance(ds, torch.utils.data.IterableDataset):  # a stream of packed rows (`streaming`): no sampler
         return None, collate_fn_for(cfg, tokenizer, model_config=model_config)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     if not packed: return None, PadCollator(pad_id, cfg.sequence_len if cfg.pad_to_sequence_len else None)
     sampler = sampler_for(cfg, _lengths(ds), train=train, num_replicas=world_size(), rank=rank())
     return sampler, collate_fn_for(cfg, tokenizer, model_config=model_config)
