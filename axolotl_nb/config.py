@@ -200,6 +200,7 @@ class ModelKeys(_Strict):
     tokenizer_legacy: Optional[bool] = None # the tokenizer's `legacy` flag
     resize_token_embeddings_to_32x: Optional[bool] = None # pad the vocabulary to a multiple of 32
     model_config_overrides: Optional[dict[str, Any]] = None # Axolotl's `model_config:`: overrides of the model config
+    device_map: Optional[Union[str, dict[str, Any]]] = None # from_pretrained placement: `auto`, `cpu`, {module: device}
 
 # %% ../nbs/00_config.ipynb #1e467362
 class DataKeys(_Strict):
@@ -320,6 +321,10 @@ class EvalSaveKeys(_Strict):
     greater_is_better: Optional[bool] = None # direction of metric_for_best_model
     resume_from_checkpoint: Optional[str] = None # checkpoint directory to resume from
     auto_resume_from_checkpoints: bool = False # resume from the latest checkpoint in output_dir
+    save_only_model: Optional[bool] = None # checkpoints without optimizer/scheduler state: smaller, not resumable
+    hub_model_id: Optional[str] = None # push checkpoints and the final model to this Hub repo (private)
+    hub_strategy: Optional[Literal['end', 'every_save', 'checkpoint', 'all_checkpoints']] = None # what is pushed
+    push_dataset_to_hub: Optional[str] = None # push the prepared dataset to this Hub dataset repo (private)
     early_stopping_patience: Optional[PositiveInt] = None # evals without improvement before stopping
     loss_watchdog_threshold: Optional[PositiveFloat] = None # stop when loss stays above this
     loss_watchdog_patience: PositiveInt = 3 # steps above threshold before stopping

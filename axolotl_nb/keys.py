@@ -206,7 +206,8 @@ EQUIVALENT = {'gradient_checkpointing_kwargs': [{'use_reentrant': False}], 'save
               'is_mistral_derived_model': [True], 'is_qwen_derived_model': [True], 'is_falcon_derived_model': [True],
               'local_rank': ['*'], 'world_size': ['*'], 'tokenizer_use_fast': [True], 'tokenizer_legacy': ['*'],
               'chunked_cross_entropy_num_chunks': ['*'], 'save_first_step': [False], 'eval_table_size': ['*'],
-              'eval_max_new_tokens': ['*'], 'dataset_keep_in_memory': ['*'], 'skip_prepare_dataset': [False]}
+              'eval_max_new_tokens': ['*'], 'dataset_keep_in_memory': ['*'], 'skip_prepare_dataset': [False],
+              'low_cpu_mem_usage': ['*']}  # transformers 5 always loads weights in place, without a random init
 
 def is_off(key:str, value, section:str='top') -> bool:
     "Whether `value` leaves the Axolotl feature behind `key` switched off (or equals what axolotl_nb does)."

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import AxolotlConfig, UserError, pkg_path, resolve_path
+from .config import AxolotlConfig, UserError, hub_reachable, pkg_path, resolve_path
 from .keys import suggest
 from .rules import load_config
 from .distributed import backend_for_device, decoder_layer_cls, fsdp_config, require_patch, world_size
@@ -21,7 +21,7 @@ from .distributed import backend_for_device, decoder_layer_cls, fsdp_config, req
 # %% auto #0
 __all__ = ['DS_KEYS', 'DS_ZERO_KEYS', 'LAUNCHERS', 'shipped_deepspeed_dir', 'deepspeed_presets', 'deepspeed_available',
            'check_deepspeed_dict', 'check_deepspeed_quant', 'deepspeed_config', 'training_args_kwargs', 'compile_args',
-           'launch_command', 'launch']
+           'check_hub', 'hub_args', 'push_dataset', 'launch_command', 'launch']
 
 # %% ../nbs/08a_launch.ipynb #6f192327
 DS_KEYS = frozenset({  # DeepSpeed 0.19 top-level config keys (docs: deepspeed.ai/docs/config-json)
@@ -203,6 +203,31 @@ def compile_args(cfg:AxolotlConfig, # the run config
     if not on: return {}
     return dict(torch_compile=True, torch_compile_backend=cfg.torch_compile_backend or 'inductor',
                 torch_compile_mode=cfg.torch_compile_mode)
+
+# %% ../nbs/08a_launch.ipynb #b2c3e083
+def check_hub(cfg:AxolotlConfig) -> None:
+    "Raise a `UserError` naming the key when `cfg` pushes to the Hub but the Hub cannot be reached."
+    keys = [k for k in ('hub_model_id', 'push_dataset_to_hub') if getattr(cfg, k)]
+    if not keys or hub_reachable(): return
+    k = keys[0]
+    raise UserError(f"{k}: {getattr(cfg, k)} is to be pushed to the Hugging Face Hub, but the Hub cannot be reached "
+                    f"(no network, or HF_HUB_OFFLINE is set); nothing was trained. Remove `{k}` to keep the results "
+                    "in output_dir only, or run where the Hub is reachable")
+
+def hub_args(cfg:AxolotlConfig) -> dict:
+    "`TrainingArguments` kwargs for `save_only_model` and the `hub_model_id` upload (checked with `check_hub`)."
+    kw = dict(save_only_model=bool(cfg.save_only_model))
+    if not cfg.hub_model_id: return kw
+    check_hub(cfg)
+    return kw | dict(push_to_hub=True, hub_model_id=cfg.hub_model_id, hub_strategy=cfg.hub_strategy or 'every_save',
+                     hub_private_repo=True)
+
+# %% ../nbs/08a_launch.ipynb #2b5aa24d
+def push_dataset(cfg:AxolotlConfig, ds) -> None:
+    "Push the prepared dataset `ds` to `cfg.push_dataset_to_hub` (a private dataset repo; rank 0 only)."
+    if not cfg.push_dataset_to_hub or int(os.environ.get('RANK', 0)) != 0: return
+    check_hub(cfg)
+    ds.push_to_hub(cfg.push_dataset_to_hub, private=True)
 
 # %% ../nbs/08a_launch.ipynb #d3696417
 LAUNCHERS = ('python', 'torchrun', 'accelerate')

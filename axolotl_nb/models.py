@@ -242,6 +242,11 @@ def _load_kwargs(cfg: AxolotlConfig, quantize: bool, device_map: Any) -> dict[st
         kw['quantization_config'] = q
         if device_map is None and torch.cuda.is_available():
             device_map = {'': int(os.environ.get('LOCAL_RANK', 0))}
+    if device_map is None and _opt(cfg, 'device_map') is not None:
+        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+            raise UserError("device_map: places one model across this machine's devices, but this is a multi-process "
+                            "run where each process loads its own copy onto its device — remove `device_map`")
+        device_map = cfg.device_map
     if device_map is not None:
         kw['device_map'] = device_map
     return kw

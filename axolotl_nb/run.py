@@ -21,6 +21,7 @@ from .streaming import stream_data
 from .report import PreprocessReport, fill_packing
 from .attention import sampler_for
 from .distributed import prepare_model, rank, setup_distributed, world_size
+from .launch import check_hub, push_dataset
 from .lora import apply_lora, freeze_except
 from .loss import add_chunked_loss, apply_kernels, kernel_plan
 from .models import load_model, load_tokenizer
@@ -128,6 +129,7 @@ def load_for_training(cfg:AxolotlConfig, method:Method=SFT) -> tuple:
     "(model, tokenizer, train_ds, eval_ds, trainer kwargs) for `cfg` and `method`."
     tokenizer = load_tokenizer(cfg)
     train_ds, eval_ds, rep = method.load_data(cfg, tokenizer)
+    push_dataset(cfg, train_ds)  # `push_dataset_to_hub`: the prepared rows, to a private dataset repo
     if drops := rep.all_drops(): say('preprocess dropped ' + ', '.join(f"{n} rows ({why})" for why, n in drops.items()))
     model = load_model(cfg, tokenizer)
     if cfg.unfrozen_parameters: freeze_except(model, cfg)  # full fine-tune of the matching weights only
@@ -199,6 +201,7 @@ def train(cfg:AxolotlConfig, # the run config
     m = method or SFT
     set_seed(cfg.seed)
     os.environ.update(tracking_env(cfg))  # the run's one change to the environment: what W&B / MLflow read
+    check_hub(cfg)  # an upload to the Hub that cannot happen fails now, before anything is loaded or trained
     setup_distributed(cfg)  # the one place accelerate is patched (CPU-only multi-process FSDP/DeepSpeed jobs only)
     model, tokenizer, train_ds, eval_ds, extra = load_for_training(cfg, m)
     trainer = m.build_trainer(cfg, model, tokenizer, train_ds, eval_ds,

@@ -20,7 +20,7 @@ from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, Train
                           TrainingArguments)
 
 from .distributed import rank, world_size
-from .launch import compile_args, training_args_kwargs
+from .launch import compile_args, hub_args, training_args_kwargs
 from .optim import build_optimizer, build_scheduler, optim_args
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for
@@ -113,9 +113,8 @@ def build_training_args(cfg:AxolotlConfig, # the run config
               **optim_args(cfg), # optimizer name, AdamW betas/ε, NEFTune α (optim.optim_args)
               logging_steps=cfg.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
               report_to=report_to(cfg) or 'none', run_name=cfg.wandb_name or cfg.mlflow_run_name,
-              seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
-              save_only_model=False)
-    kw |= _schedule(cfg, steps_per_epoch) | training_args_kwargs(cfg) | compile_args(cfg)
+              seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0)
+    kw |= _schedule(cfg, steps_per_epoch) | training_args_kwargs(cfg) | compile_args(cfg) | hub_args(cfg)
     return {k: v for k, v in (kw | extra).items() if v is not None}
 
 # %% ../nbs/10_trainer.ipynb #ab6177ca

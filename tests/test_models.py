@@ -194,3 +194,53 @@ def test_merge_disk_full_names_file_and_keeps_previous(tmp_path, monkeypatch):
     assert 'disk full while writing' in msg and 'model.safetensors' in msg and 'MiB' in msg and 'as before' in msg, msg
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in out.parent.iterdir() if p.name.startswith('.merged')] == []
+
+
+# --- model-loading, checkpoint and Hub keys (issue 14)
+def _tiny_cfg(tmp_path: Path, **kw):
+    if not (tmp_path/'tiny').exists(): save_tiny_model(tmp_path/'tiny')
+    return load_config(dict(base_model=str(tmp_path/'tiny'), datasets=ds(tmp_path), micro_batch_size=1,
+                            output_dir=str(tmp_path/'out'), **kw))
+
+
+def test_device_map_reaches_from_pretrained(tmp_path, monkeypatch):
+    from axolotl_nb.models import _load_kwargs
+    assert _load_kwargs(_tiny_cfg(tmp_path, device_map={'': 'cpu'}), True, None)['device_map'] == {'': 'cpu'}
+    assert 'device_map' not in _load_kwargs(_tiny_cfg(tmp_path), True, None)
+    assert next(load_model(_tiny_cfg(tmp_path, device_map='cpu')).parameters()).device.type == 'cpu'
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(Exception, match='device_map: .*multi-process'):
+        load_model(_tiny_cfg(tmp_path, device_map='auto'))
+
+
+def test_save_only_model_checkpoints_hold_weights_only(tmp_path):
+    from axolotl_nb.run import train
+    cfg = _tiny_cfg(tmp_path, max_steps=2, save_steps=2, save_only_model=True, adapter='lora', lora_r=4, lora_alpha=8,
+                    lora_target_linear=True, use_tensorboard=False)
+    train(cfg)
+    ck = tmp_path/'out'/'checkpoint-2'
+    assert (ck/'adapter_model.safetensors').exists()
+    assert not (ck/'optimizer.pt').exists() and not (ck/'scheduler.pt').exists()
+
+
+def test_hub_upload_offline_fails_before_loading(tmp_path, monkeypatch):
+    import axolotl_nb.launch as launch
+    from axolotl_nb.config import UserError
+    from axolotl_nb.run import train
+    monkeypatch.setattr(launch, 'hub_reachable', lambda: False)
+    for key in ('hub_model_id', 'push_dataset_to_hub'):
+        cfg = load_config(dict(base_model=str(tmp_path/'missing'), datasets=ds(tmp_path), micro_batch_size=1,
+                               output_dir=str(tmp_path/'out'), **{key: 'me/tiny'}))
+        with pytest.raises(UserError, match=f'^{key}: me/tiny is to be pushed .* cannot be reached'): train(cfg)
+        assert not (tmp_path/'out').exists()  # nothing loaded (base_model does not even exist), nothing written
+
+
+def test_hub_args_reach_training_arguments(tmp_path, monkeypatch):
+    import axolotl_nb.launch as launch
+    from transformers import TrainingArguments
+    from axolotl_nb.trainer import build_training_args
+    monkeypatch.setattr(launch, 'hub_reachable', lambda: True)
+    ta = TrainingArguments(**build_training_args(_tiny_cfg(tmp_path, hub_model_id='me/tiny', hub_strategy='end')))
+    got = (ta.push_to_hub, ta.hub_model_id, ta.hub_strategy.value, ta.hub_private_repo)
+    assert got == (True, 'me/tiny', 'end', True)
+    assert TrainingArguments(**build_training_args(_tiny_cfg(tmp_path))).push_to_hub is False
