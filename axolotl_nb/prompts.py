@@ -341,7 +341,8 @@ def encode(self: UserDefined, row: dict, idx: int) -> tuple[list[int], list[int]
     s, need = self.spec, _Need(row, self.name, idx)
     ins = need(s['field_instruction'])
     inp, out = (need(s[k]) if row.get(s[k]) is not None else '' for k in ('field_input', 'field_output'))
-    system = need(s['field_system']) if s['field_system'] in row else s['system_prompt']
+    f = s['field_system']  # a column present but empty (None) means no system prompt, as in Axolotl
+    system = (need(f) if row[f] is not None else '') if f in row else s['system_prompt']
     head = s['system_format'].format(system=system) if system and s['system_format'] else ''
     try:
         turn = (s['format'] if inp else s['no_input_format']).format(instruction=ins, input=inp, system=system)
