@@ -5,6 +5,7 @@
 Prints eval loss, perplexity and task accuracy (exact match on the held-out split) before vs after training.
 """
 import json, shutil, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 
 from axolotl_nb.config import UserError, resolve_path, summary
@@ -49,40 +50,37 @@ def main(argv:list[str]) -> int:
     rows = [json.loads(l) for l in ev_path.read_text().splitlines() if l.strip()]
     times, res = {}, {}
 
-    def measure(tag:str, base_only:bool):
+    @contextmanager
+    def stage(key:str, title:str|None=None):
+        "Print the heading `title` (if any), then time the block into `times[key]`."
+        if title: print(f"\n== {title}", flush=True)
         t = time.perf_counter()
-        model, tok, what = load_for_inference(cfg, base_only=base_only)
-        _, eval_ds, _ = load_datasets(cfg, tok)
-        m = build_trainer(cfg, model, tok, None, eval_ds, report_to='none', disable_tqdm=True).evaluate()
-        acc, per = exact_match(model, tok, rows, max_new_tokens=12)
-        res[tag] = dict(model=what, eval_loss=m['eval_loss'], perplexity=m['eval_perplexity'], accuracy=acc,
-                        examples=per[:3])
-        times[f'evaluate ({tag})'] = time.perf_counter() - t
+        yield
+        times[key] = time.perf_counter() - t
+
+    def measure(tag:str, base_only:bool, title:str):
+        with stage(f'evaluate ({tag})', title):
+            model, tok, what = load_for_inference(cfg, base_only=base_only)
+            _, eval_ds, _ = load_datasets(cfg, tok)
+            m = build_trainer(cfg, model, tok, None, eval_ds, report_to='none', disable_tqdm=True).evaluate()
+            acc, per = exact_match(model, tok, rows, max_new_tokens=12)
+            res[tag] = dict(model=what, eval_loss=m['eval_loss'], perplexity=m['eval_perplexity'], accuracy=acc,
+                            examples=per[:3])
         print(f"\n[{tag}] {what}: eval loss {m['eval_loss']:.4f}, perplexity {m['eval_perplexity']:.3f}, "
               f"exact-match accuracy {acc:.1%} ({sum(p['correct'] for p in per)}/{len(per)})", flush=True)
         for p in per[:3]: print(f"   {p['prompt']!r} → {p['output']!r} (want {p['reference']!r})")
 
-    print("\n== 1. base model, before training", flush=True)
-    measure('before', base_only=True)
-    print("\n== 2. LoRA training", flush=True)
-    t = time.perf_counter()
-    s = train(cfg)
-    times['train'] = time.perf_counter() - t
+    measure('before', True, '1. base model, before training')
+    with stage('train', '2. LoRA training'): s = train(cfg)
     print(s, flush=True)
-    print("\n== 3. trained adapter, after training", flush=True)
-    measure('after', base_only=False)
-    print("\n== 4. merge the adapter into the base", flush=True)
-    t = time.perf_counter()
-    merged = merge_lora(cfg)
-    times['merge'] = time.perf_counter() - t
+    measure('after', False, '3. trained adapter, after training')
+    with stage('merge', '4. merge the adapter into the base'): merged = merge_lora(cfg)
     print(f"merged model: {merged}")
-    print("\n== 5. a sample generation from the merged model", flush=True)
-    t = time.perf_counter()
-    mcfg = cfg.model_copy(update={'base_model': str(merged), 'adapter': None, 'output_dir': str(merged)})
-    model, tok, _ = load_for_inference(mcfg, base_only=True)
-    q = "Convert this date to ISO 8601 (YYYY-MM-DD): the 4th of July, 1976"
-    ans = generate(model, tok, q, max_new_tokens=12)
-    times['generate'] = time.perf_counter() - t
+    with stage('generate', '5. a sample generation from the merged model'):
+        mcfg = cfg.model_copy(update={'base_model': str(merged), 'adapter': None, 'output_dir': str(merged)})
+        model, tok, _ = load_for_inference(mcfg, base_only=True)
+        q = "Convert this date to ISO 8601 (YYYY-MM-DD): the 4th of July, 1976"
+        ans = generate(model, tok, q, max_new_tokens=12)
     print(f"{q}\n→ {ans}")
     b, a = res['before'], res['after']
     total = time.perf_counter() - t_start
