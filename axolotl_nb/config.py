@@ -201,6 +201,7 @@ class ModelKeys(_Strict):
     resize_token_embeddings_to_32x: Optional[bool] = None # pad the vocabulary to a multiple of 32
     model_config_overrides: Optional[dict[str, Any]] = None # Axolotl's `model_config:`: overrides of the model config
     device_map: Optional[Union[str, dict[str, Any]]] = None # from_pretrained placement: `auto`, `cpu`, {module: device}
+    added_tokens_overrides: Optional[dict[int, str]] = None # {token id: new text} renames the tokenizer's added tokens
 
 # %% ../nbs/00_config.ipynb #1e467362
 class DataKeys(_Strict):

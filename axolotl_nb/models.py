@@ -8,9 +8,9 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/models.html.md"""
 
 # %% ../nbs/06b_models.ipynb #a23270cd
 from __future__ import annotations  # noqa: F404 (a hidden setup cell runs first)
-import os, re
+import json, os, re, tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import tokenizers
 import torch
@@ -26,7 +26,8 @@ from .weights import atomic_dir, bnb_config, convert_gguf, info, model_dtype
 
 # %% auto #0
 __all__ = ['SPECIAL_KEYS', 'tiny_tokenizer', 'save_tiny_model', 'resolve_source', 'resolve_base_model',
-           'apply_chat_template_choice', 'tokenizer_kwargs', 'load_tokenizer', 'hf_config', 'load_model']
+           'apply_chat_template_choice', 'tokenizer_kwargs', 'override_added_tokens', 'load_tokenizer', 'hf_config',
+           'load_model']
 
 # %% ../nbs/06b_models.ipynb #2340b7fa
 _TINY_CORPUS = ["The quick brown fox jumps over the lazy dog.", "Answer: 42. The answer is forty-two.",
@@ -165,6 +166,35 @@ def tokenizer_kwargs(cfg:AxolotlConfig) -> dict[str, Any]:
     if _opt(cfg, 'model_revision') and not cfg.tokenizer_config: kw['revision'] = cfg.model_revision
     return kw
 
+# %% ../nbs/06b_models.ipynb #8776de38
+def _renamed(x:Any, names:dict[str, str]) -> Any:
+    "`x` (parsed JSON) with every string equal to an old token text replaced by its new text."
+    if isinstance(x, str): return names.get(x, x)
+    if isinstance(x, list): return [_renamed(v, names) for v in x]
+    if isinstance(x, dict): return {k: _renamed(v, names) for k, v in x.items()}
+    return x
+
+def override_added_tokens(tok:PreTrainedTokenizerBase, # the tokenizer as loaded
+                          overrides:dict[int, str], # `added_tokens_overrides`: {token id: new text}
+                          load:Callable, # reloads a tokenizer from a folder
+                         ) -> PreTrainedTokenizerBase:
+    "`tok` with added tokens renamed in place (same ids, same vocabulary size), as Axolotl rewrites its files."
+    added = tok.added_tokens_decoder
+    if bad := [i for i in overrides if i not in added]:
+        have = ', '.join(f'{i}={t.content!r}' for i, t in sorted(added.items())[:8])
+        raise UserError(f"added_tokens_overrides: token id {bad[0]} is not an added token of this tokenizer (added: "
+                        f"{have}); only added (reserved) tokens can be renamed")
+    names = {added[i].content: new for i, new in overrides.items()}
+    with tempfile.TemporaryDirectory() as d:
+        tok.save_pretrained(d)
+        for p in (Path(d)/f for f in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json')):
+            if not p.exists(): continue
+            js = json.loads(p.read_text())
+            if isinstance(js.get('model', {}).get('vocab'), dict):
+                js['model']['vocab'] = {names.get(k, k): v for k, v in js['model']['vocab'].items()}
+            p.write_text(json.dumps(_renamed(js, names), ensure_ascii=False))
+        return load(d)
+
 # %% ../nbs/06b_models.ipynb #26b6cd90
 def load_tokenizer(cfg:AxolotlConfig) -> PreTrainedTokenizerBase:
     "The run's tokenizer: special tokens, added tokens, pad token and chat template applied."
@@ -172,6 +202,8 @@ def load_tokenizer(cfg:AxolotlConfig) -> PreTrainedTokenizerBase:
     else: src = resolve_base_model(cfg)
     cls = _transformers_class('tokenizer_type', cfg.tokenizer_type, AutoTokenizer)
     tok = cls.from_pretrained(src, **tokenizer_kwargs(cfg))
+    if ov := _opt(cfg, 'added_tokens_overrides'):  # rename reserved tokens (ids unchanged)
+        tok = override_added_tokens(tok, ov, lambda d: cls.from_pretrained(d, **tokenizer_kwargs(cfg)))
     n0 = len(tok)
     _add_tokens(cfg, tok)
     tok.axolotl_nb_new_tokens = len(tok) - n0

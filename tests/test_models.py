@@ -244,3 +244,14 @@ def test_hub_args_reach_training_arguments(tmp_path, monkeypatch):
     got = (ta.push_to_hub, ta.hub_model_id, ta.hub_strategy.value, ta.hub_private_repo)
     assert got == (True, 'me/tiny', 'end', True)
     assert TrainingArguments(**build_training_args(_tiny_cfg(tmp_path))).push_to_hub is False
+
+
+def test_added_tokens_overrides_rename_in_place(tmp_path):
+    base = load_tokenizer(_tiny_cfg(tmp_path))
+    tok = load_tokenizer(_tiny_cfg(tmp_path, added_tokens_overrides={1: '<|user|>', 2: '<|end|>'}))
+    assert tok.convert_ids_to_tokens([1, 2]) == ['<|user|>', '<|end|>'] and len(tok) == len(base)
+    assert (tok.eos_token, tok.eos_token_id) == ('<|end|>', 2)  # the eos slot follows its id
+    ids = tok('<|user|> hi<|end|>')['input_ids']
+    assert (ids[0], ids[-1]) == (1, 2)
+    with pytest.raises(Exception, match='added_tokens_overrides: token id 40 is not an added token'):
+        load_tokenizer(_tiny_cfg(tmp_path, added_tokens_overrides={40: 'x'}))
