@@ -17,9 +17,9 @@ from transformers import Trainer, set_seed
 
 from .config import AxolotlConfig, UserError, dump_yaml, md_table, resolve_path
 from .data import debug_view, load_datasets
-from .streaming import stream_data
+from .streaming import rehearse, stream_data
 from .report import PreprocessReport, fill_packing
-from .attention import sampler_for
+from .attention import PackedCollator, sampler_for
 from .distributed import prepare_model, rank, setup_distributed, world_size
 from .launch import check_hub, push_dataset
 from .lora import apply_lora, freeze_except
@@ -264,7 +264,11 @@ def preprocess(cfg:AxolotlConfig, # the run config
     "Tokenize and cache every dataset in `cfg`; return the report (packing numbers included)."
     tokenizer = load_tokenizer(cfg)
     train_ds, _, rep = sft_data(cfg, tokenizer)
-    if cfg.pretraining_dataset: return rep  # a stream is tokenized while training: nothing to cache or count
+    if cfg.pretraining_dataset:  # a stream has nothing to cache: read the first rows training will take
+        rep, first = rehearse(train_ds, rep)
+        rows = [dict(zip(('input_ids', 'labels'), PackedCollator().row(r)[:2])) for r in first[:debug]]
+        if debug: rep.debug = debug_view([r | {'length': len(r['input_ids'])} for r in rows], tokenizer, debug)
+        return rep
     if 'length' in train_ds.column_names:  # the plan the training sampler will use: same numbers, packed once
         plan = sampler_for(cfg, train_ds['length'], train=True).plan(0)
         fill_packing(rep, plan, cfg, world_size())

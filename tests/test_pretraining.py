@@ -14,6 +14,7 @@ from axolotl_nb.config import ConfigError
 from axolotl_nb.models import load_model, load_tokenizer, save_tiny_model
 from axolotl_nb.prompts import DataError
 from axolotl_nb.rules import load_config
+from axolotl_nb.run import preprocess
 from axolotl_nb.streaming import PretrainStream, doc_tokens, stream_data
 from axolotl_nb.trainer import build_trainer
 from toys import logged_losses, write_jsonl
@@ -143,3 +144,11 @@ def test_example_validates(capsys):
     "examples/pretraining.yml validates (its shipped documents file exists)."
     rc = main(['validate', str(ROOT/'examples'/'pretraining.yml')])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_preprocess_rehearses_the_stream(work):
+    "`preprocess` caches nothing for a stream: it reads the first rows training takes and reports them."
+    rep = preprocess(cfg_for(work), debug=1)
+    assert rep.n_train == 1000 and rep.total_tokens == 1000 * 64 and rep.packed_efficiency == 1.0
+    assert rep.datasets[0]['rows_in'] < 3000 and not rep.cache_path
+    assert '--- example 0 (64 tokens' in rep.debug and 'Datasets:' in str(rep)
