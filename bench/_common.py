@@ -1,5 +1,6 @@
-"Shared by the bench scripts: each writes only its own section of docs/benchmarks.md."
+"Shared by the bench scripts: each writes only its own section of docs/benchmarks.md; memory, GEMM peak, worker flags."
 import re
+import time
 from pathlib import Path
 
 BENCH_MD = Path(__file__).resolve().parent.parent/'docs'/'benchmarks.md'
@@ -17,3 +18,27 @@ def write_section(name:str, body:str, path:Path=BENCH_MD) -> None:
     tmp = path.with_suffix('.md.tmp')
     tmp.write_text(text)
     tmp.replace(path)
+
+def publish(name:str, body:str, to:bool|str|Path=True) -> None:
+    "Print the report `body`, then put it in section `name` of `to`: True → docs/benchmarks.md, a path; falsy: not."
+    print(body)
+    if to: write_section(name, body, BENCH_MD if to is True else Path(to))
+
+def status_mib(key:str) -> float:
+    "A field of /proc/self/status (`VmRSS`, `VmHWM`, `RssAnon`, …) in MiB; 0 where the kernel does not report it."
+    for line in open('/proc/self/status'):
+        if line.split(':')[0] == key: return int(line.split()[1]) / 1024
+    return 0.0
+
+def flags(args, *names:str) -> list[str]:
+    "`--NAME VALUE` for each of `names` from the parsed `args`: the same settings for a worker subprocess."
+    return [x for n in names for x in (f'--{n}', str(getattr(args, n)))]
+
+def gemm_flops(n:int=1024, reps:int=20, clock=time.process_time) -> float:
+    "fp32 n×n GEMM throughput of this process's torch threads, in FLOP per second of `clock` (default: CPU seconds)."
+    import torch
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    x @ y  # warm-up
+    t0 = clock()
+    for _ in range(reps): x @ y
+    return 2 * n**3 * reps / (clock() - t0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_section  # noqa: E402
+from _common import flags, publish, status_mib  # noqa: E402
 
 
 def build(args, meta: bool):
@@ -44,10 +44,7 @@ def local(t: torch.Tensor) -> torch.Tensor:
 
 def rss_now() -> int:
     "Current resident set size of this process, bytes."
-    for line in open('/proc/self/status'):
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) * 1024
-    return 0
+    return round(status_mib('VmRSS') * 2**20)
 
 
 def nbytes(ts) -> int:
@@ -129,20 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    shared = [
-        '--hidden',
-        str(args.hidden),
-        '--layers',
-        str(args.layers),
-        '--vocab',
-        str(args.vocab),
-        '--seq',
-        str(args.seq),
-        '--bs',
-        str(args.bs),
-        '--steps',
-        str(args.steps),
-    ]
+    shared = flags(args, 'hidden', 'layers', 'vocab', 'seq', 'bs', 'steps')
     res = {}
     with tempfile.TemporaryDirectory() as d:
         for mode in ('ddp', 'fsdp2'):
@@ -210,9 +194,7 @@ def main() -> None:
             'modes).',
         ]
     )
-    print(body)
-    if not args.no_write:
-        write_section('distributed', body)
+    publish('distributed', body, not args.no_write)
 
 
 if __name__ == '__main__':

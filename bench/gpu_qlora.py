@@ -15,7 +15,7 @@ import numpy as np, torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import write_section  # noqa: E402
+from bench._common import publish  # noqa: E402
 
 def make_model(dest:Path, tiny:bool) -> dict:
     "Write a random-init Llama (8B shape, or tiny) to `dest` in bf16."
@@ -168,6 +168,6 @@ def main():
     lines += ["", "Anchor (not measured here): torchtune reports 7.4 GiB and 2,413 tok/s for Llama-3-8B QLoRA on an "
               "RTX 4090."]
     title = '## QLoRA on a Llama-3-8B-shaped model (GPU, `bench/gpu_qlora.py`)\n\n'
-    write_section('gpu_qlora', title + '\n'.join(lines))
+    publish('gpu_qlora', title + '\n'.join(lines))
 
 if __name__ == '__main__': main()

@@ -22,14 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import write_section  # noqa: E402
+from bench._common import publish, status_mib  # noqa: E402
 
 VARIANTS = {'hf': 'HF default loss (full logits)', 'ours': 'axolotl_nb chunked loss',
             'trl': 'TRL 1.16 SFTTrainer (fused LM head)'}
-
-def _status_mb(key:str) -> float:
-    "A `VmRSS`/`VmHWM` line of /proc/self/status, in MiB."
-    return int(next(ln for ln in open('/proc/self/status') if ln.startswith(key)).split()[1]) / 1024
 
 def _cpu_s() -> float:
     t = os.times()
@@ -99,10 +95,10 @@ def run_variant(variant:str, a) -> dict:
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw): marks.append((time.perf_counter(), _cpu_s()))
     tr.add_callback(Clock())
-    weights_mb = _status_mb('VmRSS')
+    weights_mb = status_mib('VmRSS')
     open('/proc/self/clear_refs', 'w').write('5')  # VmHWM := VmRSS: the peak from here on is training's
     tr.train()
-    peak = _status_mb('VmHWM')
+    peak = status_mib('VmHWM')
     (w0, c0), (w1, c1) = marks[0], marks[-1]
     timed = (len(marks) - 1) * a.seq
     losses = [h['loss'] for h in tr.state.log_history if 'loss' in h]
@@ -161,7 +157,6 @@ def main():
         res[v] = json.loads(out[-1][7:])
         print(json.dumps(res[v]), flush=True)
     md = table(res, a)
-    print(md)
-    if not a.no_write: write_section('memory', md)
+    publish('memory', md, not a.no_write)
 
 if __name__ == '__main__': main()

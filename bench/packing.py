@@ -14,7 +14,7 @@ from axolotl_nb.packing import efficiency, instruction_lengths, lower_bound, pac
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_section  # noqa: E402
+from bench._common import publish  # noqa: E402
 
 
 @njit(cache=True)
@@ -185,9 +185,7 @@ def main():
         + '.',
     ]
     body = '\n'.join(lines)
-    print(body)
-    if not a.no_write:
-        write_section('packing', body)
+    publish('packing', body, not a.no_write)
 
 
 if __name__ == '__main__':

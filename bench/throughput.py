@@ -22,7 +22,7 @@ from axolotl_nb.attention import PackedCollator, packed_dataloader
 from axolotl_nb.packing import MultipackBatchSampler, instruction_lengths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import write_section  # noqa: E402
+from bench._common import gemm_flops, publish  # noqa: E402
 
 V = 8192
 
@@ -41,22 +41,26 @@ def tokenizer():
     )
 
 
-def model(attn: str, device: str):
+TOY = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+           vocab_size=V, max_position_embeddings=4096)
+# SmolLM2-135M's shape (30 layers, hidden 576, 9/3 heads, vocab 49,152)
+SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+               num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True,
+               rope_theta=100000.0)
+
+
+def llama(shape: dict, attn: str, device: str = 'cpu', dtype=torch.float32):
+    "A random-init Llama of `shape` (seed 0, pad id 0)."
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    c = LlamaConfig(
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=V,
-        max_position_embeddings=4096,
-        pad_token_id=0,
-    )
-    dtype = torch.bfloat16 if device == 'cuda' else torch.float32
+    c = LlamaConfig(pad_token_id=0, **shape)
     return LlamaForCausalLM._from_config(c, attn_implementation=attn, dtype=dtype).to(device)
+
+
+def model(attn: str, device: str):
+    "The tiny Llama (`TOY`): bf16 on GPU, fp32 on CPU."
+    return llama(TOY, attn, device, torch.bfloat16 if device == 'cuda' else torch.float32)
 
 
 def examples(n: int, seq: int, seed: int = 0) -> list[dict]:
@@ -187,35 +191,9 @@ def trl_batches(m, tok, rows: list[dict], seq: int, steps: int, device: str):
     return tr.get_train_dataloader()
 
 
-def smollm2(attn: str, lora: bool):
-    "SmolLM2-135M's shape (30 layers, hidden 576, 9/3 heads, vocab 49,152), random init, fp32; LoRA r16 all-linear."
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    c = LlamaConfig(
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=49152,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        rope_theta=100000.0,
-        pad_token_id=0,
-    )
-    m = LlamaForCausalLM._from_config(c, attn_implementation=attn, dtype=torch.float32)
-    if not lora:
-        return m
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(m, LoraConfig(r=16, lora_alpha=32, target_modules='all-linear', lora_dropout=0.0))
-
-
 def build(shape: str, attn: str, lora: bool):
-    if shape == 'smollm2':
-        return smollm2(attn, lora)
-    m = model(attn, 'cpu')
+    "`shape` 'smollm2' (SmolLM2-135M's shape, fp32) or the tiny Llama (CPU); LoRA r16 on every linear layer if `lora`."
+    m = llama(SMOLLM2, attn) if shape == 'smollm2' else model(attn, 'cpu')
     if not lora:
         return m
     from peft import LoraConfig, get_peft_model
@@ -247,15 +225,6 @@ def profile_step(m, b: dict, top: int = 12) -> list[tuple[str, float, int]]:
     return [(e.key, 100 * e.self_cpu_time_total / tot, e.count) for e in ev[:top]]
 
 
-def gemm_peak(n: int = 1024, reps: int = 20) -> float:
-    "fp32 GEMM throughput of this process's torch threads, in FLOP per CPU-second (the MFU denominator)."
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    x @ y
-    c0 = time.process_time()
-    for _ in range(reps): x @ y
-    return 2 * n**3 * reps / (time.process_time() - c0)
-
-
 def matmul_flops_per_token(m, lora: bool) -> float:
     "Training FLOPs per token in the linear layers (lm head included; attention scores excluded): 6N full, 4N LoRA."
     base = m.get_base_model() if hasattr(m, 'get_base_model') else m
@@ -284,7 +253,7 @@ def ab_main(a):
     step_s = {k: np.median([r[2] for r in v]) / a.steps for k, v in res.items()}
     coll_ms = {k: collate_ms(rows, smp, c, need) for k, c in colls.items()}
     prof = {k: profile_step(build(a.shape, attn, a.lora), batches[k][1]) for k, attn in variants.items()}
-    mfu = (matmul_flops_per_token(build(a.shape, 'sdpa', a.lora), a.lora), gemm_peak())
+    mfu = (matmul_flops_per_token(build(a.shape, 'sdpa', a.lora), a.lora), gemm_flops())
     return res, losses, step_s, coll_ms, prof, mfu
 
 
@@ -364,9 +333,7 @@ def main():
     warnings.filterwarnings('ignore')
     if a.ab:
         body = ab_report(a, *ab_main(a))
-        print(body)
-        if not a.no_write:
-            write_section(f'packed-sdpa-{a.shape}-{a.seq}', body)
+        publish(f'packed-sdpa-{a.shape}-{a.seq}', body, not a.no_write)
         return
     rows, tok, res = examples(a.n, a.seq), tokenizer(), {}
     lens = [len(r['input_ids']) for r in rows]
@@ -480,10 +447,7 @@ def main():
         'leaks as soon as the batch is used elsewhere. axolotl_nb sends the mask explicitly and does not depend on it.',
     ]
     body = '\n'.join(lines)
-    print(body)
-    if not a.no_write:
-        sect = 'throughput' if a.device == 'cpu' else 'throughput-gpu'
-        write_section(sect, body)
+    publish('throughput' if a.device == 'cpu' else 'throughput-gpu', body, not a.no_write)
 
 
 if __name__ == '__main__':
