@@ -109,11 +109,25 @@ def legacy_rows(kind: str, n: int = 8, seed: int = 0) -> list[dict]:
           'concisechoice': lambda: {'question': t(), 'choices': [_text(r, 1, 3) for _ in range(3)], 'solution': t()},
           'summarizetldr': lambda: {'article': t(), 'summary': t()},
           'gpteacher': lambda: {'instruction': t(), 'input': _text(r) if r.random() < .5 else '', 'response': t()},
-          'oasst': lambda: {'INSTRUCTION': t(), 'RESPONSE': t()}}[kind]
+          'oasst': lambda: {'INSTRUCTION': t(), 'RESPONSE': t()},
+          'context_qa': lambda: {'article': t(), 'question': t(), 'answer': t()},
+          'context_qa.load_404': lambda: {'article': t(), 'unanswerable_question': t()},
+          'context_qa.load_v2': lambda: {'context': t(), 'question': t(), 'answer': t()},
+          'metharme': lambda: {'prompt': '<|user|>' + t() + '<|model|>', 'generation': t()},
+          'orcamini': lambda: {'system_prompt': _text(r) if r.random() < .7 else '', 'question': t(), 'response': t()},
+          'pygmalion': lambda: {'conversations': [{'role': 'system', 'value': t() + '\n<START>'},
+                                                  {'role': 'human', 'value': t()}, {'role': 'bot', 'value': t()},
+                                                  {'role': 'human', 'value': t()}, {'role': 'bot', 'value': t()}]},
+          'user_defined': lambda: {'q': t(), 'ctx': _text(r) if r.random() < .5 else '', 'a': t(),
+                                   **({'sys': _text(r)} if r.random() < .5 else {})}}[kind]
     return [mk() for _ in range(n)]
 
 
-LEGACY = ('jeopardy', 'explainchoice', 'concisechoice', 'summarizetldr', 'gpteacher', 'oasst')
+LEGACY = ('jeopardy', 'explainchoice', 'concisechoice', 'summarizetldr', 'gpteacher', 'oasst', 'context_qa',
+          'context_qa.load_404', 'context_qa.load_v2', 'metharme', 'orcamini', 'pygmalion')
+USER_DEFINED = {'field_instruction': 'q', 'field_input': 'ctx', 'field_output': 'a', 'field_system': 'sys',
+                'format': '[INST] {instruction}\n{input} [/INST]', 'no_input_format': '[INST] {instruction} [/INST]',
+                'system_format': '<<SYS>>{system}<</SYS>>\n'}  # a user-defined `type:` mapping
 
 
 NAMED = tuple(  # every named template of Axolotl 0.21 (axolotl_nb.keys.CHAT_TEMPLATE_NAMES without the two non-names)
@@ -179,6 +193,7 @@ def cases(seed: int = 0) -> list[dict]:
         ),
     ]
     out += [dict(name=f'legacy {k}', rows=legacy_rows(k, seed=seed), ds={'type': k}) for k in LEGACY]
+    out.append(dict(name='user_defined format', rows=legacy_rows('user_defined', seed=seed), ds={'type': USER_DEFINED}))
     out += [  # our own jinja for Axolotl's named templates vs its vendor files (their tokens are plain text to SmolLM2)
         dict(name=f'named {t}', rows=conv, ds={**ct, 'chat_template': t, **GEMMA.get(t, {})}) for t in NAMED
     ]
