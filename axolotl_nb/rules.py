@@ -153,9 +153,6 @@ def eval_and_save_consistent(c, given, invalid):
     if c.save_only_model and c.auto_resume_from_checkpoints:
         yield bad('save_only_model', "checkpoints hold no optimizer/scheduler state, so "
                   "`auto_resume_from_checkpoints` cannot resume from them", "remove one of the two", 'warning')
-    if c.save_only_model and c.auto_resume_from_checkpoints:
-        yield bad('save_only_model', "checkpoints hold no optimizer/scheduler state, so "
-                  "`auto_resume_from_checkpoints` cannot resume from them", "remove one of the two", 'warning')
 
 # %% ../nbs/01_rules.ipynb #6778bb21
 @rule
