@@ -49,7 +49,8 @@ TOGGLES = {  # class 3: pattern → what runs instead
     'flash_optimum': f"the model's own modules run ({_SAME})",
     'xformers_attention': f"sdpa runs instead ({_SAME}; packing stays exact)",
     'sage_attention': "sdpa runs instead (exact attention)",
-    'torch_compile*': f"eager PyTorch runs ({_SAME}, slower)",
+    'torch_compile_*': "the model compiles with torch_compile_backend / torch_compile_mode only (these options are not "
+                       "applied)",
     'flex_attn_compile_kwargs': f"flex_attention compiles with defaults ({_SAME})",
     'activation_offloading': f"activations stay on the GPU ({_SAME}, more memory)",
     'layer_offloading': f"layers stay on the GPU ({_SAME}, more memory)",
@@ -75,9 +76,6 @@ TOGGLES.update({
     'dpo_use_logits_to_keep': f"the full completion is scored ({_SAME})",
     'dpo_padding_free': f"padded preference batches run ({_SAME})",
     'use_liger_loss': f"the trainer's own loss runs ({_SAME})",
-    'hub_model_id': "nothing is pushed to the Hub: the model is saved to output_dir",
-    'hub_strategy': "nothing is pushed to the Hub: the model is saved to output_dir",
-    'push_dataset_to_hub': "the prepared dataset stays in dataset_prepared_path",
     'include_tokens_per_second': "tokens/second is not logged", 'include_tkps': "tokens/second is not logged",
     'use_comet': "Comet logging is off (TensorBoard / W&B / MLflow are available)",
     'comet_*': "Comet logging is off (TensorBoard / W&B / MLflow are available)",
@@ -90,8 +88,6 @@ TOGGLES.update({
     'sample_packing_group_size': f"our packer groups itself ({_SAME})",
     'sample_packing_mp_start_method': f"our packer runs in-process ({_SAME})",
     'hf_use_auth_token': "the Hub token from `hf auth login` / `HF_TOKEN` is used as usual",
-    'device_map': f"each process loads the model onto its own device ({_SAME})",
-    'save_only_model': "checkpoints also hold the optimizer state (resumable; more disk)",
 })
 
 # %% ../nbs/00a_keys.ipynb #352d31cb
