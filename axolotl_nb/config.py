@@ -473,5 +473,7 @@ def summary(c:AxolotlConfig) -> str:
     return '\n'.join(f"{k:<{w}}  {v}" for k, v in rows)
 
 def dump_yaml(c:AxolotlConfig) -> str:
-    "The config as YAML (unset keys omitted)."
-    return yaml.safe_dump(c.model_dump(exclude_none=True, mode='json'), sort_keys=False, allow_unicode=True)
+    "The config as YAML (unset keys omitted; `batch_size`, derived from the accumulation steps, too), loadable again."
+    d = c.model_dump(exclude_none=True, mode='json')
+    if 'gradient_accumulation_steps' in d: d.pop('batch_size', None)  # validate refuses both (one is derived)
+    return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)

@@ -19,7 +19,8 @@ from trl.trainer.utils import RepeatSampler
 
 from .data import load_datasets
 from . import run
-from .run import Method
+from .run import CONFIG_NAME, Method
+from .reward import reward_model_func
 from .trainer import ConfigOptim, build_callbacks, build_training_args
 
 # %% auto #0
@@ -106,9 +107,13 @@ def load_reward_func(
     trust_remote_code: bool = False,  # allow modules found in `search`
     say: Callable = _say,
 ) -> Callable:
-    "A reward function from a built-in name or a dotted `module.function` path (imported now)."
+    "A reward function from a built-in name, a reward model's output folder, or a dotted `module.function` path."
     if name in BUILTIN_REWARDS:
         return BUILTIN_REWARDS[name]
+    for d in [Path(name).expanduser(), *(Path(s) / name for s in search)]:
+        if (d / CONFIG_NAME).exists():  # a folder a reward-model run wrote
+            say(f"trl.reward_funcs: scoring completions with the reward model in {d}")
+            return reward_model_func(d)
     mod, _, fn = name.rpartition('.')
     if not mod:
         raise UserError(
