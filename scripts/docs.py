@@ -238,13 +238,16 @@ def mathjax():
     shutil.copytree(static, dst, ignore=shutil.ignore_patterns('localization', '*.md', 'LICENSE'))
     (SITE/'assets'/'mathjax-config.js').write_text(
         'window.MathJax = {config: ["TeX-AMS-MML_HTMLorMML-full.js"], messageStyle: "none",\n'
-        '  "fast-preview": {disabled: true}, menuSettings: {CHTMLpreview: false},\n'
+        '  "fast-preview": {disabled: true}, AssistiveMML: {disabled: true}, MMLorHTML: {prefer: "HTML"},\n'
+        '  menuSettings: {CHTMLpreview: false, assistiveMML: false},\n'
         '  tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], processEscapes: true},\n'
         '  "HTML-CSS": {availableFonts: ["STIX-Web"], preferredFont: "STIX-Web", webFont: "STIX-Web",\n'
         '    imageFont: null,\n'
         '    styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local(\'MathJax_Blank\')"}}}};\n')
     # (MathJax's default MathJax_Blank face is url('about:blank'), which Chromium logs as an error on every page;
-    # its fast preview is CommonHTML with TeX web fonts, which the wheel does not ship: an AMS symbol 404ed)
+    # its fast preview (CommonHTML), its native-MathML output (which Chromium now gets) and the hidden MathML copy of
+    # AssistiveMML all pull TeX web fonts the wheel does not ship — a \mathbb symbol 404ed; HTML-CSS with STIX-Web,
+    # which the wheel has, renders everything)
     (SITE/'assets'/'colab-badge.svg').write_text(COLAB_BADGE)
     shutil.copy(ROOT/'docs'/'extra.css', SITE/'assets'/'extra.css')
 
