@@ -351,7 +351,7 @@ def encode(self: UserDefined, row: dict, idx: int) -> tuple[list[int], list[int]
                         "{input} and {system}") from None
     return self.join(head + turn, out)
 
-
+# %% ../nbs/02_prompts.ipynb #333e7561
 ORCA_MINI = dict(field_system='system_prompt', field_instruction='question', field_output='response', system_format='',
                  format='### System:\n{system}\n\n### User:\n{instruction}\n\n### Response:\n')
 ORCA_MINI['no_input_format'] = ORCA_MINI['format']
