@@ -1,6 +1,6 @@
 "End-to-end CLI tests for preference training (DPO/ORPO/KTO) and GRPO error paths, on a tiny random model."
 
-import json, os, socket, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ from axolotl_nb import grpo, preference
 from axolotl_nb.models import save_tiny_model
 from axolotl_nb.rules import load_config
 from axolotl_nb.run import train
-from toys import toy_preferences, toy_tokenizer
+from toys import free_port, toy_preferences, toy_tokenizer
 
 CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 
@@ -93,26 +93,17 @@ def test_switch_method_one_key(work, rl):
     assert ('kl' if rl == 'kto' else 'log_odds_ratio') in m, m
 
 
+def grpo_cfg(work: Path, name: str, **trl) -> Path:
+    "A 4-prompt-batch GRPO config on the toy prompts, with `trl` settings added."
+    return write_cfg(work, name, rl='grpo', datasets=[dict(path=str(work / 'prompts.jsonl'))], micro_batch_size=4,
+                     val_set_size=0.0, trl=dict(num_generations=4, **trl))
+
+
 def test_grpo_vllm_unreachable(work):
     "trl.use_vllm with no server listening: a one-line error naming the address and the fix, no traceback."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    cfg = write_cfg(
-        work,
-        'grpo',
-        rl='grpo',
-        datasets=[dict(path=str(work / 'prompts.jsonl'))],
-        micro_batch_size=4,
-        val_set_size=0.0,
-        trl=dict(
-            num_generations=4,
-            reward_funcs=['exact_answer'],
-            use_vllm=True,
-            vllm_server_host='127.0.0.1',
-            vllm_server_port=port,
-        ),
-    )
+    port = free_port()
+    cfg = grpo_cfg(work, 'grpo', reward_funcs=['exact_answer'], use_vllm=True, vllm_server_host='127.0.0.1',
+                   vllm_server_port=port)
     r = run('train', cfg)
     assert r.returncode != 0
     assert f'no vLLM server answers at 127.0.0.1:{port}' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
@@ -120,15 +111,7 @@ def test_grpo_vllm_unreachable(work):
 
 def test_grpo_bad_reward_path(work):
     "A reward function that cannot be imported is named in the error."
-    cfg = write_cfg(
-        work,
-        'grpo_bad',
-        rl='grpo',
-        datasets=[dict(path=str(work / 'prompts.jsonl'))],
-        micro_batch_size=4,
-        val_set_size=0.0,
-        trl=dict(num_generations=4, reward_funcs=['no_such_rewards_mod.score']),
-    )
+    cfg = grpo_cfg(work, 'grpo_bad', reward_funcs=['no_such_rewards_mod.score'])
     r = run('train', cfg)
     assert r.returncode != 0
     assert 'cannot import module `no_such_rewards_mod`' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]

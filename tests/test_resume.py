@@ -22,9 +22,8 @@ from transformers import Trainer
 
 from axolotl_nb import grpo, preference, run
 from axolotl_nb.checkpoints import DiskFull, latest_checkpoint
-from axolotl_nb.models import save_tiny_model
 from axolotl_nb.rules import load_config
-from toys import toy_preferences, toy_tokenizer
+from toys import method_data
 
 SKIP = ('time', 'runtime', 'per_second', 'flos')  # wall-clock fields differ between any two runs
 
@@ -71,18 +70,7 @@ def train_recorded(cfg_path: Path, rec: Path, kill_at: int | None = None):
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('resume')
-    save_tiny_model(d/'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
-    rows = toy_preferences(24)
-    sft = [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in rows]
-    (d/'sft.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in sft))
-    (d/'pref.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    (d/'kto.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(24, kto=True)))
-    prompts = [{'prompt': r['prompt'], 'answer': 'thank'} for r in rows[:8]]
-    (d/'prompts.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in prompts))
-    (d/'resume_rewards.py').write_text("def words(prompts, completions, **kw):\n"
-                                       "    return [float(len(c.split())) for c in completions]\n")
-    return d
+    return method_data(tmp_path_factory.mktemp('resume'), 'resume_rewards', n_prompts=8)
 
 
 def config(d: Path, name: str, method: str = 'sft', **kw) -> Path:

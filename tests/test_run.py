@@ -7,26 +7,16 @@ import pytest
 import yaml
 
 from axolotl_nb import grpo, preference, run
-from axolotl_nb.models import save_tiny_model
 from axolotl_nb.rules import load_config
 from axolotl_nb.trainer import TrainingDiverged
-from toys import toy_preferences, toy_tokenizer
+from toys import method_data
 
 METHODS = {'sft': None, 'dpo': preference.method, 'grpo': lambda cfg: grpo.GRPO}
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('run')
-    save_tiny_model(d/'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
-    rows = toy_preferences(24)
-    sft = [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in rows]
-    (d/'sft.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in sft))
-    (d/'pref.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    (d/'prompts.jsonl').write_text(''.join(json.dumps({'prompt': r['prompt'], 'answer': 'thank'}) + '\n' for r in rows))
-    (d/'run_rewards.py').write_text("def words(prompts, completions, **kw):\n"
-                                    "    return [float(len(c.split())) for c in completions]\n")
-    return d
+    return method_data(tmp_path_factory.mktemp('run'), 'run_rewards', n_prompts=24)
 
 
 def cfg_for(d:Path, method:str, out:str, **kw):

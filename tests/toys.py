@@ -68,6 +68,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def method_data(d: Path, rewards_module: str, n_prompts: int = 24) -> Path:
+    "In `d`: a tiny model and toy rows for every method (sft, pref, kto, prompts .jsonl) + a word-count reward module."
+    save_tiny_model(d / 'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
+    rows = toy_preferences(24)
+    write_jsonl(d / 'sft.jsonl', [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in rows])
+    write_jsonl(d / 'pref.jsonl', rows)
+    write_jsonl(d / 'kto.jsonl', toy_preferences(24, kto=True))
+    write_jsonl(d / 'prompts.jsonl', [{'prompt': r['prompt'], 'answer': 'thank'} for r in rows[:n_prompts]])
+    (d / f'{rewards_module}.py').write_text("def words(prompts, completions, **kw):\n"
+                                            "    return [float(len(c.split())) for c in completions]\n")
+    return d
+
+
 def run_yaml(d: Path, name: str, **kw) -> Path:
     "`d/<name>.yml`: 4 steps of the tiny model `d/tiny` on the alpaca file `d/train.jsonl` into `d/<name>` (`kw` wins)."
     cfg = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'train.jsonl'), type='alpaca')],
