@@ -10,7 +10,7 @@ import bisect, json, os
 
 from fastcore.basics import patch
 
-from .prompts import IGNORE, DataError, Strategy, _get, _need, columns
+from .prompts import IGNORE, DataError, Strategy, _get, _mistyped, _need, columns
 from .templates import compile_template, resolve_chat_template
 
 # %% auto #0
@@ -100,10 +100,7 @@ def _parts_text(c) -> str:
 def message(self: ChatTemplate, m, f: str, j: int, idx: int) -> dict:
     "One raw message as template keys (role, content, reasoning, tool calls, …) + `training` when opted in."
     if not isinstance(m, dict):
-        raise DataError(
-            f"example {idx}: `{f}[{j}]` must be a mapping with role and content (strategy `{self.name}`), "
-            f"got {type(m).__name__}"
-        )
+        raise _mistyped(idx, f"`{f}[{j}]`", 'a mapping with role and content', self.name, m)
     rk = self.mpm.get('role') or ('role' if 'role' in m or 'from' not in m else 'from')
     ck = self.mpm.get('content') or ('content' if 'content' in m or 'value' not in m else 'value')
     if not isinstance(m.get(rk), str):
@@ -113,9 +110,7 @@ def message(self: ChatTemplate, m, f: str, j: int, idx: int) -> dict:
         )
     c = _parts_text(m[ck]) if isinstance(m.get(ck), list) else m.get(ck)
     if not isinstance(c, str) and not (c is None and m.get('tool_calls')):
-        raise DataError(
-            f"example {idx}: `{f}[{j}].{ck}` must be a string (strategy `{self.name}`), got {type(c).__name__}"
-        )
+        raise _mistyped(idx, f"`{f}[{j}].{ck}`", 'a string', self.name, c)
     out = {k: v for k, v in m.items() if k not in (rk, ck, self.ftrain, 'training') and v is not None}
     out['role'] = self.aliases.get(m[rk], m[rk])
     if c is not None:

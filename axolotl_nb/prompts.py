@@ -1,4 +1,4 @@
-"""Turn one raw example into `input_ids` + `labels` with Axolotl's `type:` names and exact label masking: the labelling engine, `alpaca` and its styles, the legacy instruction types, `completion` and `input_output`.
+"""Turn one raw example into `input_ids` + `labels` with Axolotl's `type:` names and exact label masking: the labelling engine, `alpaca` and its styles, `completion` and `input_output`.
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/prompts.html.md"""
 
@@ -14,9 +14,8 @@ from fastcore.basics import patch
 from .config import UserError
 
 # %% auto #0
-__all__ = ['IGNORE', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT', 'LEGACY_TYPES', 'USER_DEFINED',
-           'ORCA_MINI', 'DataError', 'label_view', 'encode_spans', 'columns', 'Strategy', 'Alpaca', 'Legacy',
-           'Metharme', 'UserDefined', 'OrcaMini', 'Pygmalion', 'Completion', 'InputOutput']
+__all__ = ['IGNORE', 'ALPACA_SYSTEM', 'ALPACA_STYLES', 'ALPACA_PROMPT', 'ALPACA_PROMPT_NO_INPUT', 'DataError', 'label_view',
+           'encode_spans', 'columns', 'Strategy', 'Alpaca', 'Completion', 'InputOutput']
 
 # %% ../nbs/02_prompts.ipynb #fa4011c7
 IGNORE = -100
@@ -50,6 +49,11 @@ def _need(row: dict, field: str, strategy: str, idx: int, types: tuple = (str,))
             f"{str(v)[:40]!r}"
         )
     return v
+
+
+def _mistyped(idx: int, what: str, want: str, strategy: str, got: Any) -> DataError:
+    "The `DataError` for example `idx` whose `what` (a field, a message) is not `want`, naming strategy and type."
+    return DataError(f"example {idx}: {what} must be {want} (strategy `{strategy}`), got {type(got).__name__}")
 
 # %% ../nbs/02_prompts.ipynb #417c6de4
 def label_view(tokenizer, input_ids:list[int], labels:list[int]) -> str:
@@ -233,158 +237,6 @@ def batch(self: Alpaca, cols: dict, idxs: list) -> dict:  # noqa: F811
     enc = [self.encode({k: cols[k][j] for k in cols}, i) for j, i in enumerate(idxs)]
     ids, labs = [a for a, _ in enc], [b for _, b in enc]
     return columns(ids, labs)
-
-# %% ../nbs/02_prompts.ipynb #2ae0eada
-_MC = lambda need: (
-    need('question'),
-    '\n'.join(f'- "{c}"' for c in need('choices', (list,))),
-    need('solution') if 'solution' in need.row else need('explanation'),
-)
-_TLDR = 'USER: Summarize the following article as a TL;DR.\n{instruction}'
-LEGACY_TYPES = {  # type: (row -> (instruction, input, output), system lines, formats)
-    'jeopardy': (lambda need: (need('question'), need('category'), 'what is ' + need('answer')), ALPACA_SYSTEM, None),
-    'explainchoice': (_MC, ("Choose the answer that best answers the question. Explain your reasoning.\n",) * 2, None),
-    'concisechoice': (
-        _MC,
-        ("Choose the answer that best answers the question. Be concise in your response.\n\n",) * 2,
-        ('{system}',) + ALPACA_STYLES['chat'][1:],
-    ),
-    'summarizetldr': (
-        lambda need: (need('article'), '', need('summary')),
-        ('', ''),
-        ('{system}', _TLDR + '\n{input}\nASSISTANT:', _TLDR + '\nASSISTANT:'),
-    ),
-    'gpteacher': (
-        lambda need: (need('instruction'), need.row.get('input') or '', need('response')),
-        ALPACA_SYSTEM,
-        None,
-    ),
-    'oasst': (lambda need: (need('INSTRUCTION'), '', need('RESPONSE')), ALPACA_SYSTEM, None),
-}
-
-# %% ../nbs/02_prompts.ipynb #3ab01bb5
-class _Need:
-    "`need(field, types)`: a row's field or a `DataError` naming field, strategy and example."
-
-    def __init__(self, row, name, idx):
-        self.row, self.name, self.idx = row, name, idx
-
-    def __call__(self, k, types=(str,)):
-        return _need(self.row, k, self.name, self.idx, types)
-
-
-class Legacy(Alpaca):
-    "`type: jeopardy` / `explainchoice` / … — Axolotl's legacy instruction types (optionally `:<style>`)."
-
-    def __init__(self, ds, tokenizer, cfg=None, kind: str = 'jeopardy', style: str = 'instruct'):
-        fields, system, formats = LEGACY_TYPES[kind]
-        super().__init__(
-            ds, tokenizer, cfg, style=style, system=system, styles={style: formats or ALPACA_STYLES[style]}
-        )
-        self.fields, self.name = fields, kind if style == 'instruct' else f'{kind}:{style}'
-
-    def parts(self, row, idx):
-        return self.fields(_Need(row, self.name, idx))
-
-# %% ../nbs/02_prompts.ipynb #2864e1aa
-_CQA_SYSTEM = ("Use the following contextual information to concisely answer the question.\n",) * 2
-_NO_INFO = ("The context provided does not contain any information about your inquiry. "
-            "Therefore, I'm unable to answer your question based on the given context.")
-_PLAIN = ('{system}', '{instruction}\n{input}', '{instruction}')
-LEGACY_TYPES |= {
-    'context_qa': (lambda need: (need('article') + '\n===\n' + need('question'), '', need('answer')),
-                   _CQA_SYSTEM, ALPACA_STYLES['chat']),
-    'context_qa.load_404': (lambda need: (need('article') + '\n===\n' + need('unanswerable_question'), '', _NO_INFO),
-                            _CQA_SYSTEM, ALPACA_STYLES['chat']),
-    'context_qa.load_v2': (lambda need: (f"Context: {need('context')}\nQuestion: {need('question')}\n", '',
-                                         'Answer: ' + need('answer')), ('', ''), _PLAIN),
-    'metharme': (lambda need: (need('prompt'), '', need('generation')), ('', ''),
-                 ('', '{instruction}', '{instruction}')),
-}
-
-
-class Metharme(Legacy):
-    "`type: metharme` — `prompt` then `generation`, the generation closed by three EOS tokens (Axolotl's choice)."
-
-    def __init__(self, ds, tokenizer, cfg=None):
-        super().__init__(ds, tokenizer, cfg, kind='metharme')
-
-    def response(self, out: str) -> list[int]:
-        r = _tok(self.tokenizer, out, strip_bos=True)
-        eos = self.tokenizer.eos_token_id
-        return r + [eos] * (3 - (bool(r) and r[-1] == eos)) if r else r
-
-# %% ../nbs/02_prompts.ipynb #22a14e48
-USER_DEFINED = {  # key: Axolotl's default (UserDefinedDatasetConfig)
-    'system_prompt': '', 'field_system': 'system', 'field_instruction': 'instruction', 'field_input': 'input',
-    'field_output': 'output', 'format': '{instruction} {input} ', 'no_input_format': '{instruction} ',
-    'system_format': '{system}',
-}
-
-
-class UserDefined(Alpaca):
-    "`type: {format: …, no_input_format: …, field_instruction: …}` — a user-defined instruction format."
-
-    def __init__(self, ds, tokenizer, cfg=None, spec: dict | None = None, name: str = 'user_defined'):
-        spec = dict(spec if spec is not None else ds.get('type') or {})
-        if unknown := sorted(set(spec) - set(USER_DEFINED)):
-            raise DataError(f"type: unknown user-defined format key(s) {', '.join(unknown)} — use "
-                            f"{', '.join(USER_DEFINED)}")
-        self.spec = USER_DEFINED | spec
-        super().__init__(ds, tokenizer, cfg, style=name, system=('', ''), styles={name: ('', '', '')})
-        self.name = name
-
-# %% ../nbs/02_prompts.ipynb #dea4129e
-@patch
-def encode(self: UserDefined, row: dict, idx: int) -> tuple[list[int], list[int]]:  # noqa: F811
-    "Render the row through the format strings (a missing input / output / system column reads as empty)."
-    s, need = self.spec, _Need(row, self.name, idx)
-    ins = need(s['field_instruction'])
-    inp, out = (need(s[k]) if row.get(s[k]) is not None else '' for k in ('field_input', 'field_output'))
-    f = s['field_system']  # a column present but empty (None) means no system prompt, as in Axolotl
-    system = (need(f) if row[f] is not None else '') if f in row else s['system_prompt']
-    head = s['system_format'].format(system=system) if system and s['system_format'] else ''
-    try:
-        turn = (s['format'] if inp else s['no_input_format']).format(instruction=ins, input=inp, system=system)
-    except (KeyError, IndexError) as e:
-        raise DataError(f"type: the user-defined format names `{e.args[0]}` — a format may use {{instruction}}, "
-                        "{input} and {system}") from None
-    return self.join(head + turn, out)
-
-# %% ../nbs/02_prompts.ipynb #333e7561
-ORCA_MINI = dict(field_system='system_prompt', field_instruction='question', field_output='response', system_format='',
-                 format='### System:\n{system}\n\n### User:\n{instruction}\n\n### Response:\n')
-ORCA_MINI['no_input_format'] = ORCA_MINI['format']
-
-
-class OrcaMini(UserDefined):
-    "`type: orcamini` — Orca Mini v2's `### System:` / `### User:` / `### Response:` format."
-
-    def __init__(self, ds, tokenizer, cfg=None):
-        super().__init__(ds, tokenizer, cfg, spec=ORCA_MINI, name='orcamini')
-
-# %% ../nbs/02_prompts.ipynb #a4f6df32
-class Pygmalion(Strategy):
-    "`type: pygmalion` — persona / user / model turns; the model turns (without their prefix) and EOS trained."
-
-    name = 'pygmalion'
-    PREFIX = {'system': '<|system|>Persona: ', 'human': '<|user|> ', 'bot': '<|model|> '}
-
-    def encode(self, row: dict, idx: int) -> tuple[list[int], list[int]]:
-        ids, labs, tok = [], [], self.tokenizer
-        bot_prefix = len(_tok(tok, '<|model|>', strip_bos=True))
-        for j, m in enumerate(_need(row, 'conversations', self.name, idx, (list,))):
-            role, text = m.get('role') if isinstance(m, dict) else None, _need(m, 'value', self.name, idx)
-            if role not in self.PREFIX:
-                raise DataError(f"{self.name} example {idx}: conversations[{j}] has role {role!r} — use "
-                                "system, human or bot")
-            text = text[:-8] if role == 'system' and text.endswith('\n<START>') else text
-            r = _tok(tok, self.PREFIX[role] + text.strip(), eos=role == 'bot', strip_bos=role != 'system')
-            ids += r
-            labs += [IGNORE] * bot_prefix + r[bot_prefix:] if role == 'bot' else [IGNORE] * len(r)
-        return ids, labs
-
-    batch = Alpaca.batch  # rows encoded one at a time, as `alpaca` does
 
 # %% ../nbs/02_prompts.ipynb #1a135486
 class Completion(Strategy):
