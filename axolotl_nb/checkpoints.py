@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 # first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
-from .config import AxolotlConfig, UserError, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import resolve_path
 
 import torch
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 from . import grpo, preference, reward, run
-from .config import UserError, dump_yaml, pkg_path, summary
+from .config import UserError
 from .keys import config_keys
-from .rules import load_config
+from .prepare import pkg_path
+from .load import dump_yaml, load_config, summary
 from .run import preprocess
 from .distributed import rank
 from .launch import deepspeed_config, launch

@@ -1,4 +1,4 @@
-"""What a config is: the schema of the keys axolotl_nb runs, the errors that report a bad one, paths, and the summary of what will run.
+"""What a config is: the schema of the keys axolotl_nb runs, and the errors that report a bad one.
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/config.html.md"""
 
@@ -6,21 +6,19 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #d013dfb7
 from __future__ import annotations
-import logging, os, socket, typing
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
 # %% auto #0
 __all__ = ['IMPORT_NOISE', 'TrainOnEos', 'DsType', 'RLType', 'Optimizer', 'Scheduler', 'AttnImpl', 'Adapter', 'UserError',
-           'Problem', 'ConfigError', 'md_table', 'DatasetSource', 'PretrainingDataset', 'DatasetBase', 'SFTDataset',
+           'Problem', 'ConfigError', 'DatasetSource', 'PretrainingDataset', 'DatasetBase', 'SFTDataset',
            'PreferenceDataset', 'KTODataset', 'GRPODataset', 'dataset_model', 'TRLConfig', 'ModelKeys', 'DataKeys',
            'AdapterKeys', 'LrGroup', 'ScheduleKeys', 'SpeedKeys', 'EvalSaveKeys', 'TrackingKeys', 'RLKeys',
-           'DistributedKeys', 'AxolotlConfig', 'pkg_path', 'resolve_path', 'shown_path', 'hub_reachable', 'summary',
-           'dump_yaml']
+           'DistributedKeys', 'AxolotlConfig']
 
 # %% ../nbs/00_config.ipynb #7e6deb61
 class _DropMessage(logging.Filter):
@@ -60,18 +58,6 @@ class ConfigError(UserError):
         n = len(self.problems)
         head = f"Invalid config {source}" if source else "Invalid config"
         super().__init__(f"{head} ({n} problem{'s'*(n != 1)}):\n" + '\n'.join(f"  - {p}" for p in self.problems))
-
-# %% ../nbs/00_config.ipynb #41b85b75
-def md_table(rows:typing.Iterable[typing.Sequence], # rows of cells (any values; rendered with `str`)
-             title:str|None=None, # bold line above the table
-             header:typing.Sequence[str]|None=None, # column names (default: blank header row)
-            ) -> str:
-    "A markdown table of `rows`, optionally under a bold `title`."
-    rows = [[str(c).replace('|', '\\|').replace('\n', ' ') for c in r] for r in rows]
-    n = len(header) if header else max((len(r) for r in rows), default=2)
-    head = '| ' + ' | '.join(header) + ' |' if header else '|' + ' |' * n
-    lines = [head, '|' + '---|' * n] + ['| ' + ' | '.join(r) + ' |' for r in rows]
-    return (f"**{title}**\n\n" if title else '') + '\n'.join(lines)
 
 # %% ../nbs/00_config.ipynb #96f135d5
 class _Strict(BaseModel):
@@ -232,7 +218,7 @@ class AdapterKeys(_Strict):
     bnb_4bit_quant_type: Literal['nf4', 'fp4'] = 'nf4' # 4-bit data type
     bnb_4bit_use_double_quant: bool = True # quantize the quantization constants
     bnb_4bit_compute_dtype: Optional[str] = None # matmul dtype (default: the training dtype)
-    bnb_4bit_quant_storage: Optional[str] = None # storage dtype (FSDP + 4-bit: the compute dtype, set by `rules`)
+    bnb_4bit_quant_storage: Optional[str] = None # storage dtype (FSDP + 4-bit: the compute dtype, set by `prepare`)
     lora_r: Optional[PositiveInt] = None # LoRA rank (default 8)
     lora_alpha: Optional[PositiveFloat] = None # LoRA scale numerator (default 16)
     lora_dropout: Optional[float] = Field(None, ge=0, lt=1) # dropout on the LoRA path (default 0.0)
@@ -386,7 +372,6 @@ class AxolotlConfig(ModelKeys, DataKeys, AdapterKeys, ScheduleKeys, SpeedKeys, E
     def notes(self) -> list[str]: return self._notes # info/warning lines from validation and normalization
     @property
     def config_dir(self) -> Path: return self._config_dir # directory of the YAML file (cwd for dicts)
-    def _repr_markdown_(self) -> str: return md_table(_summary_rows(self), title='axolotl_nb config')
     @property
     def is_preference(self) -> bool: return self.rl in ('dpo', 'ipo', 'orpo', 'kto', 'simpo')
     @property
@@ -403,77 +388,3 @@ def _compute_dtype(self) -> str:
     "The training compute dtype as a torch dtype name: `bfloat16`, `float16` or `float32`."
     return 'bfloat16' if self.bf16 is True else 'float16' if self.fp16 else 'float32'
 AxolotlConfig.compute_dtype = property(_compute_dtype)
-
-# %% ../nbs/00_config.ipynb #f64cd1bc
-def pkg_path(uri:str) -> Path|None:
-    "`pkg://package/file` → the file inside the installed package (found without importing it), else None."
-    import importlib.util
-    name, _, rel = uri[len('pkg://'):].partition('/')
-    try: spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError): return None
-    locs = list(spec.submodule_search_locations or []) if spec else []
-    if spec and not locs and spec.origin: locs = [str(Path(spec.origin).parent)]
-    for d in locs:
-        if (Path(d)/rel).exists(): return Path(d)/rel
-    return None
-
-def resolve_path(cfg:AxolotlConfig, p:str|Path) -> Path:
-    "Resolve a path from the config: as given if it exists, else relative to the config file's directory."
-    p = Path(p).expanduser()
-    if p.is_absolute() or p.exists(): return p
-    alt = cfg.config_dir / p
-    return alt if alt.exists() else p
-
-def shown_path(p:str|Path) -> str:
-    "`p` as a report shows it: relative to the working directory when inside it, so no machine path is printed."
-    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError: return str(p)
-
-# %% ../nbs/00_config.ipynb #d2c46eb6
-def hub_reachable(timeout:float=3.0, # seconds to wait for the TCP connection
-                 ) -> bool:
-    "Whether the Hugging Face Hub (or `HF_ENDPOINT`) can be reached: False under `HF_HUB_OFFLINE`, else a TCP connect."
-    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'): return False
-    from urllib.parse import urlparse
-    u = urlparse(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
-    try:
-        socket.create_connection((u.hostname, u.port or 443), timeout=timeout).close()
-        return True
-    except OSError: return False
-
-# %% ../nbs/00_config.ipynb #5f97c806
-def _world_size() -> int: return int(os.environ.get('WORLD_SIZE', 1))
-
-def _adapter_row(c:AxolotlConfig) -> str:
-    if not c.adapter: return 'full fine-tune'
-    name = {'lora': 'LoRA', 'qlora': 'QLoRA (NF4)'}[c.adapter]
-    extra = ' +DoRA' * bool(c.peft_use_dora) + ' +rsLoRA' * bool(c.peft_use_rslora)
-    return f"{name} r={c.lora_r} α={(c.lora_alpha or 0):g}{extra}"
-
-def _summary_rows(c:AxolotlConfig) -> list[tuple[str, str]]:
-    ds = ', '.join(f"{d.get('path')} ({d.get('type') or 'default'})" for d in c.datasets)
-    if c.pretraining_dataset: ds = ', '.join(f"{e.path} (streamed, {e.type})" for e in c.pretraining_dataset)
-    sched = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs:g} epoch(s)"
-    prec = 'bf16' if c.bf16 is True else 'fp16' if c.fp16 else 'fp32'
-    dist = 'FSDP' if c.uses_fsdp else f"DeepSpeed ({c.deepspeed})" if c.deepspeed else 'single process'
-    accum = c.gradient_accumulation_steps
-    batch = f"{c.micro_batch_size} micro × {accum} accum × {_world_size()} proc = {c.batch_size}"
-    return [('method', c.method + (f" (β={c.trl.beta:g})" if c.rl and c.trl.beta is not None else '')),
-            ('base model', c._written.get('base_model', c.base_model)), ('adapter', _adapter_row(c)), ('datasets', ds),
-            ('sequence_len', f"{c.sequence_len}" + (' packed' if c.sample_packing else '')), ('batch', batch),
-            ('schedule', f"{sched}, lr {c.learning_rate:g}, {c.optimizer}, {c.lr_scheduler}"),
-            ('precision / attention', f"{prec} / {c.attn_implementation}"), ('distributed', dist),
-            ('output_dir', c.output_dir)]
-
-# %% ../nbs/00_config.ipynb #294799b2
-def summary(c:AxolotlConfig) -> str:
-    "Plain-text version of the config table, for terminals."
-    rows = _summary_rows(c)
-    w = max(len(k) for k, _ in rows)
-    return '\n'.join(f"{k:<{w}}  {v}" for k, v in rows)
-
-def dump_yaml(c:AxolotlConfig) -> str:
-    "The config as YAML (unset keys omitted; `batch_size`, derived from the accumulation steps, too), loadable again."
-    d = c.model_dump(exclude_none=True, mode='json')
-    if 'gradient_accumulation_steps' in d: d.pop('batch_size', None)  # validate refuses both (one is derived)
-    return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)

@@ -15,7 +15,8 @@ from typing import Optional
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from .config import AxolotlConfig, resolve_path
+from .config import AxolotlConfig
+from .prepare import resolve_path
 from .prompts import IGNORE, DataError, label_view
 from .templates import resolve_chat_template
 from .strategies import get_strategy

@@ -13,7 +13,8 @@ from typing import Optional, Union
 
 import yaml
 
-from .config import AxolotlConfig, UserError, pkg_path, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import pkg_path, resolve_path
 from .inference import load_for_inference
 
 # %% auto #0

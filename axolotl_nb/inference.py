@@ -14,7 +14,8 @@ from typing import Iterable, Iterator, Optional, Union
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from .config import AxolotlConfig, UserError, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import resolve_path
 from .models import load_tokenizer
 from .run import load_trained
 

@@ -17,9 +17,7 @@ from .config import (
 # %% auto #0
 __all__ = ['AXOLOTL', 'SECTIONS', 'TOGGLES', 'UNSUPPORTED', 'CHAT_TEMPLATE_NAMES', 'LITERAL_KEYS', 'VALUE_TOGGLES',
            'AXOLOTL_VALUES', 'LEGACY_KEYS', 'RENAMED', 'SELECTS_CHUNKED_CE', 'PLUGINS_OK', 'EQUIVALENT', 'ALIASES',
-           'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'USER_DEFINED_KEYS',
-           'axolotl_keys', 'key_class', 'is_off', 'suggest', 'config_keys', 'check_keys', 'value_problem',
-           'check_templates']
+           'axolotl_keys', 'key_class', 'is_off', 'suggest', 'config_keys', 'check_keys', 'value_problem']
 
 # %% ../nbs/00a_keys.ipynb #2798dcf8
 def _load_registry() -> dict:
@@ -354,84 +352,3 @@ def value_problem(key:str, v, path:str|None=None) -> Problem|None:
         return Problem(path, f"not supported yet: `{key}: {v}` (an Axolotl value)", f"use one of {have}")
     s = suggest(v, _allowed(key))
     return Problem(path, f"unknown {key} `{v}`" + (f" — did you mean `{s}`?" if s else ''), f"use one of {have}")
-
-# %% ../nbs/00a_keys.ipynb #1f786c5a
-def check_templates(raw:dict) -> tuple[list[Problem], set[str]]:
-    "Problems with `chat_template` values in the raw config and its dataset entries; and the keys to drop."
-    probs, drop = [], set()
-    if isinstance(raw.get('chat_template'), str) and (p := value_problem('chat_template', raw['chat_template'])):
-        probs.append(p)
-        drop.add('chat_template')
-    for name in ('datasets', 'test_datasets'):
-        for i, e in enumerate(raw.get(name) if isinstance(raw.get(name), list) else []):
-            v = e.get('chat_template') if isinstance(e, dict) else None
-            p = value_problem('chat_template', v, f"{name}[{i}].chat_template") if isinstance(v, str) else None
-            if p: probs.append(p)
-    return probs, drop
-
-# %% ../nbs/00a_keys.ipynb #d1502d39
-SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template', 'jeopardy', 'explainchoice',
-             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst', 'context_qa', 'context_qa.load_404',
-             'context_qa.load_v2', 'metharme', 'orcamini', 'pygmalion')  # from `jeopardy` on: prompts' legacy types
-REWARD_TYPES = {'bradley_terry.chat_template': 'reward_model', 'stepwise_supervised': 'process_reward_model'}
-PREF_TYPES = ('chat_template.default', 'chat_template.argilla_chat', 'chat_template.argilla',
-              *(f'{s}.{v}' for s in ('chatml', 'llama3')
-                for v in ('argilla', 'argilla_chat', 'default', 'icr', 'intel', 'prompt_pairs', 'ultra')),
-              'prompt_pairs', 'default')  # strategies.Preference
-
-AXOLOTL_TYPES = AXOLOTL_VALUES['dataset_type']
-
-def _axolotl_type(c, t:str) -> bool:
-    "Whether `t` is a prompt strategy Axolotl has for this method (so ours is missing, not the user's typo)."
-    kinds = ['sft'] if c.rl is None else ['kto'] if c.rl == 'kto' else ['dpo', 'orpo'] if c.is_preference else []
-    return any(t in AXOLOTL_TYPES[k] or t.split('.')[0] in AXOLOTL_TYPES[k] and k == 'sft' for k in kinds)
-
-ALPACA_STYLES = ('instruct', 'chat', 'chatml', 'phi')  # `alpaca:<style>` (prompts.ALPACA_STYLES)
-
-def _reward_type_problem(c, t:str, path:str) -> Problem|None:
-    "A reward model reads its one dataset type; that type needs its flag."
-    flag = 'reward_model' if c.reward_model else 'process_reward_model' if c.process_reward_model else None
-    if flag:
-        want = next(k for k, v in REWARD_TYPES.items() if v == flag)
-        if t == want: return None
-        return Problem(path, f"`{flag}: true` reads `type: {want}` rows, not `{t}`", f"use `type: {want}`")
-    if t in REWARD_TYPES:
-        return Problem(path, f"`type: {t}` is reward-model data: it needs `{REWARD_TYPES[t]}: true`",
-                   f"set `{REWARD_TYPES[t]}: true`")
-
-def _type_problem(c, t:str, path:str) -> Problem|None:
-    if c.reward_model or c.process_reward_model or t in REWARD_TYPES: return _reward_type_problem(c, t, path)
-    if c.rl in ('grpo', 'kto'): return None  # any column layout: the field_* keys say where things are
-    if c.rl is None and t.startswith('alpaca:') and t[7:] not in ALPACA_STYLES:
-        return Problem(path, f"unknown alpaca style `{t[7:]}`", f"use `alpaca` or alpaca:{'|'.join(ALPACA_STYLES)}")
-    ours = SFT_TYPES if c.rl is None else ('kto',) if c.rl == 'kto' else PREF_TYPES
-    pref_in_sft = c.rl is None and (t in PREF_TYPES or t == 'kto')  # the likelier mistake: a missing `rl:`
-    if t.split(':')[0] not in ours and not t.startswith('kto') and not pref_in_sft and _axolotl_type(c, t):
-        return Problem(path, f"not supported yet: dataset type `{t}` (an Axolotl prompt strategy)",
-                   f"use one of {', '.join(ours)} (e.g. `chat_template` with `field_messages`)")
-    if c.rl is None and t.split(':')[0] not in SFT_TYPES:
-        hint = " (a preference type: did you forget `rl: dpo`?)" if t in PREF_TYPES or t == 'kto' else ''
-        return Problem(path, f"unknown SFT dataset type `{t}`{hint}", f"use one of {', '.join(SFT_TYPES)}")
-    if c.is_preference and c.rl != 'kto' and t not in PREF_TYPES:
-        return Problem(path, f"`rl: {c.rl}` needs preference data (prompt/chosen/rejected); `{t}` is not a preference "
-                       "type", f"use `type: chat_template.default` or one of {', '.join(PREF_TYPES)}")
-
-# %% ../nbs/00a_keys.ipynb #ef492e35
-USER_DEFINED_KEYS = {  # method: the keys of a `type:` mapping (Axolotl's user_defined for SFT, DPO-style and KTO)
-    'sft': ('system_prompt', 'system_format', 'field_system', 'field_instruction', 'field_input', 'field_output',
-            'format', 'no_input_format'),
-    'dpo': ('field_prompt', 'field_system', 'field_chosen', 'field_rejected', 'prompt_format', 'chosen_format',
-            'rejected_format'),
-    'kto': ('field_prompt', 'field_system', 'field_completion', 'field_label', 'prompt_format', 'completion_format'),
-}
-
-def _user_defined_problem(c, t:dict, path:str) -> Problem|None:
-    "A `type:` mapping: the method must read one, and every key must be one it knows."
-    kind = 'sft' if c.rl is None else 'kto' if c.rl == 'kto' else 'dpo' if c.is_preference else None
-    if kind is None or c.reward_model or c.process_reward_model:
-        return Problem(path, "a user-defined format (a `type:` mapping) is read by SFT, DPO-style and KTO data only",
-                       "name a dataset type")
-    if not (bad := sorted(set(t) - set(USER_DEFINED_KEYS[kind]))): return None
-    hint = f" (did you mean `{s}`?)" if (s := suggest(bad[0], USER_DEFINED_KEYS[kind])) else ''
-    return Problem(f"{path}.{bad[0]}", f"unknown user-defined format key{hint}",
-                   f"use {', '.join(USER_DEFINED_KEYS[kind])}")

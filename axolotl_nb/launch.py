@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import AxolotlConfig, UserError, hub_reachable, pkg_path, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import hub_reachable, pkg_path, resolve_path
 from .keys import suggest
-from .rules import load_config
+from .load import load_config
 from .distributed import backend_for_device, decoder_layer_cls, fsdp_config, require_patch, world_size
 
 # %% auto #0

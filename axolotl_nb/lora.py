@@ -20,7 +20,8 @@ from transformers import AutoConfig, PreTrainedModel
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS, Conv1D
 from transformers.trainer_pt_utils import get_parameter_names
 
-from .config import AxolotlConfig, UserError, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import resolve_path
 from .weights import atomic_dir, bnb_4bit_params, info, model_dtype
 from .models import load_model, load_tokenizer, resolve_base_model
 

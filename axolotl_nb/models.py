@@ -20,7 +20,8 @@ from transformers import (CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, Auto
                           AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase,
                           PreTrainedTokenizerFast)
 
-from .config import AxolotlConfig, UserError, hub_reachable, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import hub_reachable, resolve_path
 from .templates import CHATML_TEMPLATE, resolve_chat_template
 from .weights import atomic_dir, bnb_config, convert_gguf, info, model_dtype
 

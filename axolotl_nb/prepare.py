@@ -1,4 +1,4 @@
-"""Reading a config and filling it in: YAML with errors at file:line:column, `--key value` overrides, pydantic's errors as `Problem`s, and normalization (derived values).
+"""Reading a config and filling it in: YAML with errors at file:line:column, `--key value` overrides, where its paths point (`pkg://`, the config's folder, the Hub), pydantic's errors as `Problem`s, and normalization (derived values).
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/prepare.html.md"""
 
@@ -6,16 +6,16 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/prepare.html.md"""
 
 # %% ../nbs/00b_prepare.ipynb #5ffbd939
 from __future__ import annotations
-import typing
+import os, socket, typing
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import AxolotlConfig, ConfigError, Problem, TRLConfig, UserError, _world_size, pkg_path
+from .config import AxolotlConfig, ConfigError, Problem, TRLConfig, UserError
 
 # %% auto #0
-__all__ = ['read_yaml', 'parse_overrides', 'deep_merge', 'normalize']
+__all__ = ['read_yaml', 'parse_overrides', 'deep_merge', 'pkg_path', 'resolve_path', 'shown_path', 'hub_reachable', 'normalize']
 
 # %% ../nbs/00b_prepare.ipynb #c7686ea1
 def read_yaml(path:str|Path) -> dict:
@@ -85,6 +85,43 @@ def deep_merge(a:dict, b:dict) -> dict:
     for k, v in b.items(): out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
+# %% ../nbs/00b_prepare.ipynb #f64cd1bc
+def pkg_path(uri:str) -> Path|None:
+    "`pkg://package/file` → the file inside the installed package (found without importing it), else None."
+    import importlib.util
+    name, _, rel = uri[len('pkg://'):].partition('/')
+    try: spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError): return None
+    locs = list(spec.submodule_search_locations or []) if spec else []
+    if spec and not locs and spec.origin: locs = [str(Path(spec.origin).parent)]
+    for d in locs:
+        if (Path(d)/rel).exists(): return Path(d)/rel
+    return None
+
+def resolve_path(cfg:AxolotlConfig, p:str|Path) -> Path:
+    "Resolve a path from the config: as given if it exists, else relative to the config file's directory."
+    p = Path(p).expanduser()
+    if p.is_absolute() or p.exists(): return p
+    alt = cfg.config_dir / p
+    return alt if alt.exists() else p
+
+def shown_path(p:str|Path) -> str:
+    "`p` as a report shows it: relative to the working directory when inside it, so no machine path is printed."
+    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(p)
+
+# %% ../nbs/00b_prepare.ipynb #d2c46eb6
+def hub_reachable(timeout:float=3.0, # seconds to wait for the TCP connection
+                 ) -> bool:
+    "Whether the Hugging Face Hub (or `HF_ENDPOINT`) can be reached: False under `HF_HUB_OFFLINE`, else a TCP connect."
+    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'): return False
+    from urllib.parse import urlparse
+    u = urlparse(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
+    try:
+        socket.create_connection((u.hostname, u.port or 443), timeout=timeout).close()
+        return True
+    except OSError: return False
+
 # %% ../nbs/00b_prepare.ipynb #77dbac07
 def _loc(loc:tuple) -> str:
     s = ''
@@ -128,6 +165,8 @@ def _validate(model:type[BaseModel], d:dict, prefix:str=''):
     return None, probs
 
 # %% ../nbs/00b_prepare.ipynb #09e48cb6
+def _world_size() -> int: return int(os.environ.get('WORLD_SIZE', 1))  # processes in this run
+
 def _cuda() -> bool:
     try:
         import torch

@@ -16,7 +16,8 @@ from datasets import Dataset
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 
-from .config import AxolotlConfig, shown_path
+from .config import AxolotlConfig
+from .prepare import shown_path
 
 # %% auto #0
 __all__ = ['PreprocessReport', 'length_stats', 'fill_lengths', 'rl_lengths', 'row_fills', 'fill_packing', 'length_figure',

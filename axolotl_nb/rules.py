@@ -1,4 +1,4 @@
-"""The named validation rules and `load_config`: every illegal combination, missing file or unknown key or value is reported at once, with its key and the fix — before any compute is spent.
+"""The named validation rules: every illegal combination of keys, and every dataset type its method cannot read, is a small function that names the key and the fix.
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/rules.html.md"""
 
@@ -6,24 +6,19 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/rules.html.md"""
 
 # %% ../nbs/01_rules.ipynb #35b3c31a
 from __future__ import annotations
-import os, re
-from pathlib import Path
+import re
 
-from .config import (
-    AxolotlConfig, ConfigError, GRPODataset, KTODataset, PreferenceDataset, Problem, SFTDataset, TRLConfig, _world_size,
-    dataset_model, pkg_path, resolve_path)
-from .keys import (
-    LITERAL_KEYS, PLUGINS_OK, RENAMED, VALUE_TOGGLES, SELECTS_CHUNKED_CE, _type_problem, _user_defined_problem,
-    check_keys, check_templates, value_problem)
-from .prepare import _has_eval, _validate, deep_merge, normalize, parse_overrides, read_yaml
+from .config import AxolotlConfig, Problem
+from .keys import AXOLOTL_VALUES, PLUGINS_OK, SELECTS_CHUNKED_CE, suggest
+from .prepare import _has_eval, _world_size, pkg_path
 
 # %% auto #0
-__all__ = ['RULES', 'LORA_KEYS', 'rule', 'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter',
-           'optimizer_settings_fit', 'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair',
-           'eval_needs_data', 'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing',
-           'method_options_match', 'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable',
-           'pretraining_streams', 'reward_model_alone', 'chunked_ce_selected', 'plugins_known', 'split_ok',
-           'check_paths', 'load_config', 'problems_of']
+__all__ = ['RULES', 'LORA_KEYS', 'SFT_TYPES', 'REWARD_TYPES', 'PREF_TYPES', 'AXOLOTL_TYPES', 'ALPACA_STYLES', 'USER_DEFINED_KEYS',
+           'rule', 'check_rules', 'bad', 'pkg_models_exist', 'quantized_needs_adapter', 'optimizer_settings_fit',
+           'lora_keys_need_adapter', 'batch_resolvable', 'one_of_each_pair', 'eval_needs_data',
+           'eval_and_save_consistent', 'jinja_needs_source', 'rl_without_packing', 'method_options_match',
+           'grpo_generations', 'grpo_rewards', 'kto_pairs_in_batch', 'datasets_readable', 'pretraining_streams',
+           'reward_model_alone', 'chunked_ce_selected', 'plugins_known']
 
 # %% ../nbs/01_rules.ipynb #37dbcb19
 RULES = []
@@ -233,6 +228,73 @@ def kto_pairs_in_batch(c, given, invalid):
                   "completion in the same micro-batch, so it needs at least 2 rows",
                   "set `micro_batch_size: 2` or more")
 
+# %% ../nbs/01_rules.ipynb #d1502d39
+SFT_TYPES = ('alpaca', 'completion', 'input_output', 'pretrain', 'chat_template', 'jeopardy', 'explainchoice',
+             'concisechoice', 'summarizetldr', 'gpteacher', 'oasst', 'context_qa', 'context_qa.load_404',
+             'context_qa.load_v2', 'metharme', 'orcamini', 'pygmalion')  # from `jeopardy` on: prompts' legacy types
+REWARD_TYPES = {'bradley_terry.chat_template': 'reward_model', 'stepwise_supervised': 'process_reward_model'}
+PREF_TYPES = ('chat_template.default', 'chat_template.argilla_chat', 'chat_template.argilla',
+              *(f'{s}.{v}' for s in ('chatml', 'llama3')
+                for v in ('argilla', 'argilla_chat', 'default', 'icr', 'intel', 'prompt_pairs', 'ultra')),
+              'prompt_pairs', 'default')  # strategies.Preference
+
+AXOLOTL_TYPES = AXOLOTL_VALUES['dataset_type']
+
+def _axolotl_type(c, t:str) -> bool:
+    "Whether `t` is a prompt strategy Axolotl has for this method (so ours is missing, not the user's typo)."
+    kinds = ['sft'] if c.rl is None else ['kto'] if c.rl == 'kto' else ['dpo', 'orpo'] if c.is_preference else []
+    return any(t in AXOLOTL_TYPES[k] or t.split('.')[0] in AXOLOTL_TYPES[k] and k == 'sft' for k in kinds)
+
+ALPACA_STYLES = ('instruct', 'chat', 'chatml', 'phi')  # `alpaca:<style>` (prompts.ALPACA_STYLES)
+
+def _reward_type_problem(c, t:str, path:str) -> Problem|None:
+    "A reward model reads its one dataset type; that type needs its flag."
+    flag = 'reward_model' if c.reward_model else 'process_reward_model' if c.process_reward_model else None
+    if flag:
+        want = next(k for k, v in REWARD_TYPES.items() if v == flag)
+        if t == want: return None
+        return Problem(path, f"`{flag}: true` reads `type: {want}` rows, not `{t}`", f"use `type: {want}`")
+    if t in REWARD_TYPES:
+        return Problem(path, f"`type: {t}` is reward-model data: it needs `{REWARD_TYPES[t]}: true`",
+                   f"set `{REWARD_TYPES[t]}: true`")
+
+def _type_problem(c, t:str, path:str) -> Problem|None:
+    if c.reward_model or c.process_reward_model or t in REWARD_TYPES: return _reward_type_problem(c, t, path)
+    if c.rl in ('grpo', 'kto'): return None  # any column layout: the field_* keys say where things are
+    if c.rl is None and t.startswith('alpaca:') and t[7:] not in ALPACA_STYLES:
+        return Problem(path, f"unknown alpaca style `{t[7:]}`", f"use `alpaca` or alpaca:{'|'.join(ALPACA_STYLES)}")
+    ours = SFT_TYPES if c.rl is None else ('kto',) if c.rl == 'kto' else PREF_TYPES
+    pref_in_sft = c.rl is None and (t in PREF_TYPES or t == 'kto')  # the likelier mistake: a missing `rl:`
+    if t.split(':')[0] not in ours and not t.startswith('kto') and not pref_in_sft and _axolotl_type(c, t):
+        return Problem(path, f"not supported yet: dataset type `{t}` (an Axolotl prompt strategy)",
+                   f"use one of {', '.join(ours)} (e.g. `chat_template` with `field_messages`)")
+    if c.rl is None and t.split(':')[0] not in SFT_TYPES:
+        hint = " (a preference type: did you forget `rl: dpo`?)" if t in PREF_TYPES or t == 'kto' else ''
+        return Problem(path, f"unknown SFT dataset type `{t}`{hint}", f"use one of {', '.join(SFT_TYPES)}")
+    if c.is_preference and c.rl != 'kto' and t not in PREF_TYPES:
+        return Problem(path, f"`rl: {c.rl}` needs preference data (prompt/chosen/rejected); `{t}` is not a preference "
+                       "type", f"use `type: chat_template.default` or one of {', '.join(PREF_TYPES)}")
+
+# %% ../nbs/01_rules.ipynb #ef492e35
+USER_DEFINED_KEYS = {  # method: the keys of a `type:` mapping (Axolotl's user_defined for SFT, DPO-style and KTO)
+    'sft': ('system_prompt', 'system_format', 'field_system', 'field_instruction', 'field_input', 'field_output',
+            'format', 'no_input_format'),
+    'dpo': ('field_prompt', 'field_system', 'field_chosen', 'field_rejected', 'prompt_format', 'chosen_format',
+            'rejected_format'),
+    'kto': ('field_prompt', 'field_system', 'field_completion', 'field_label', 'prompt_format', 'completion_format'),
+}
+
+def _user_defined_problem(c, t:dict, path:str) -> Problem|None:
+    "A `type:` mapping: the method must read one, and every key must be one it knows."
+    kind = 'sft' if c.rl is None else 'kto' if c.rl == 'kto' else 'dpo' if c.is_preference else None
+    if kind is None or c.reward_model or c.process_reward_model:
+        return Problem(path, "a user-defined format (a `type:` mapping) is read by SFT, DPO-style and KTO data only",
+                       "name a dataset type")
+    if not (unknown := sorted(set(t) - set(USER_DEFINED_KEYS[kind]))): return None
+    hint = f" (did you mean `{s}`?)" if (s := suggest(unknown[0], USER_DEFINED_KEYS[kind])) else ''
+    return Problem(f"{path}.{unknown[0]}", f"unknown user-defined format key{hint}",
+                   f"use {', '.join(USER_DEFINED_KEYS[kind])}")
+
 # %% ../nbs/01_rules.ipynb #0a05c219
 @rule
 def datasets_readable(c, given, invalid):
@@ -290,132 +352,3 @@ def plugins_known(c, given, invalid):
         if m and m.group(1) in PLUGINS_OK: continue
         yield bad(f"plugins[{i}]", f"not supported yet: the Axolotl plugin `{p}`",
                   f"remove it; axolotl_nb reads the options of: {', '.join(PLUGINS_OK.values())}")
-
-# %% ../nbs/01_rules.ipynb #e35a8603
-_DATA_EXT = ('.json', '.jsonl', '.parquet', '.csv', '.arrow', '.txt', '.tsv', '.jsonl.gz', '.json.gz')
-_SPLIT = re.compile(r'^[\w.-]+(\[\s*(-?\d+(\.\d+)?%?)?\s*:\s*(-?\d+(\.\d+)?%?)?\s*\](\(\w+\))?)?$')
-
-def _looks_local(p:str) -> bool:
-    return p.startswith(('.', '/', '~')) or p.lower().endswith(_DATA_EXT) or os.sep in p and p.count('/') != 1
-
-def split_ok(s:str) -> bool:
-    "Whether `s` is a split spec `datasets` accepts: `train`, `train[:500]`, `train[10%:]`, `train[:5]+test`."
-    return all(_SPLIT.match(part.strip()) for part in s.split('+'))
-
-# %% ../nbs/01_rules.ipynb #b5882621
-def check_paths(c:AxolotlConfig) -> list[Problem]:
-    "Local dataset paths that do not exist and split specs that do not parse."
-    out = []
-    for name, i, e in _entries(c):
-        p, sp = e.get('path'), e.get('split')
-        if isinstance(p, str) and _looks_local(p) and not resolve_path(c, p).exists():
-            out.append(bad(f"{name}[{i}].path", f"no such file or folder: {p} (looked in the current directory and "
-                           f"the config's folder)", "fix the path (a Hub dataset is written `org/name`)"))
-        if isinstance(sp, str) and not split_ok(sp):
-            out.append(bad(f"{name}[{i}].split", f"`{sp}` is not a split: use a name with an optional slice",
-                           "e.g. `train`, `train[:500]`, `train[10%:]`"))
-    return out
-
-# %% ../nbs/01_rules.ipynb #f9100dc5
-def _drop_empty(d:dict) -> dict: return {k: v for k, v in d.items() if v is not None}
-
-def _prepare(raw:dict) -> tuple[dict, list[Problem]]:
-    "Renames, YAML quirks and key classification of the top level and `trl:`; returns (raw, problems)."
-    raw = _drop_empty(raw)
-    for old, new in RENAMED.items():
-        if old in raw and new not in raw: raw[new] = raw.pop(old)
-    for k in ('eval_strategy', 'save_strategy'):  # YAML 1.1 reads a bare `no` as false
-        if raw.get(k) is False: raw[k] = 'no'
-    probs = check_keys(raw, AxolotlConfig)
-    if isinstance(raw.get('trl'), dict):
-        raw['trl'] = _drop_empty(raw['trl'])
-        probs += check_keys(raw['trl'], TRLConfig, 'trl', 'trl.')
-        raw['trl'] = {k: v for k, v in raw['trl'].items() if k in TRLConfig.model_fields}  # reported once, above
-    return raw, probs
-
-# %% ../nbs/01_rules.ipynb #ff6335a2
-def _check_values(raw:dict) -> tuple[list[Problem], set[str]]:
-    "Class the values of value-classed keys; returns (problems, keys whose value was reported)."
-    probs, invalid = [], set()
-    for k in list(LITERAL_KEYS) + ['gradient_checkpointing', 'activation_offloading']:
-        if k in raw and (p := value_problem(k, raw[k])):
-            probs.append(p)
-            if p.level == 'error': invalid.add(k)
-    for (k, v), (runs, _) in VALUE_TOGGLES.items():  # each speed/memory value becomes the one that runs (warned above)
-        if raw.get(k) == v: raw[k] = runs
-    ps, drop = check_templates(raw)
-    return probs + ps, invalid | drop
-
-# %% ../nbs/01_rules.ipynb #63fbf0cd
-_ALL_DS_FIELDS = set().union(*(m.model_fields for m in (SFTDataset, PreferenceDataset, KTODataset, GRPODataset)))
-
-def _check_datasets(raw:dict, rl_ok:bool) -> list[Problem]:
-    "Check and clean every dataset entry in place (the schema depends on a valid `rl`)."
-    probs, dsm = [], dataset_model(raw.get('rl') if rl_ok else None)
-    for name in ('datasets', 'test_datasets'):
-        if name in raw and not isinstance(raw[name], list):
-            probs.append(bad(name, f"`{name}` must be a list of entries, got {type(raw[name]).__name__}",
-                             "write `- path: …`"))
-            raw.pop(name)
-        entries = []
-        for i, e in enumerate(raw.get(name) or []):
-            pre = f"{name}[{i}]"
-            if not isinstance(e, dict):
-                probs.append(bad(pre, f"a dataset entry must be a mapping, got {str(e)[:60]!r}", "write `- path: …`"))
-                continue
-            e = _drop_empty(e)
-            probs += check_keys(e, dsm if rl_ok else type('AnyDataset', (), {'model_fields': _ALL_DS_FIELDS}),
-                                'datasets', pre + '.')
-            if not rl_ok:
-                entries.append(e)
-                continue
-            obj, ps = _validate(dsm, {k: v for k, v in e.items() if k in dsm.model_fields}, pre + '.')
-            probs += ps
-            entries.append(obj.model_dump(exclude_none=True) if obj is not None else e)
-        if name in raw: raw[name] = entries
-    return probs
-
-# %% ../nbs/01_rules.ipynb #a37aeee8
-def _strict_or_notes(probs:list[Problem], strict:bool) -> tuple[list[Problem], list[str]]:
-    "Errors, and warnings as notes — or as errors under `strict: true`."
-    warn = [p for p in probs if p.level == 'warning']
-    errs = [p for p in probs if p.level != 'warning']
-    if strict:
-        return errs + [Problem(p.path, p.msg + ' (an error because `strict: true`)', p.fix.split(' (or keep it')[0])
-                       for p in warn], []
-    return errs, [f"warning: {p}" for p in warn]
-
-# %% ../nbs/01_rules.ipynb #f8628693
-def load_config(source:str|Path|dict, # a YAML file, `pkg://package/file.yml`, or a dict
-                overrides:list[str]|dict|None=None, # `--key value` strings or a dict merged on top
-                check_files:bool|None=None, # check local dataset paths exist (default: for files, not dicts)
-               ) -> AxolotlConfig:
-    "Read, check, validate and normalize a config; raises `ConfigError` listing every problem."
-    if isinstance(source, str) and source.startswith('pkg://'): source = pkg_path(source) or source
-    if isinstance(source, dict): raw, where, cdir = dict(source), None, Path.cwd()
-    else: raw, where, cdir = read_yaml(source), str(source), Path(source).resolve().parent
-    if overrides: raw = deep_merge(raw, parse_overrides(overrides) if isinstance(overrides, list) else overrides)
-    raw, probs = _prepare(raw)
-    ps, invalid = _check_values(raw)
-    probs += ps + _check_datasets(raw, 'rl' not in invalid)
-    invalid |= {p.path for p in probs if p.path in ('datasets', 'test_datasets')}  # one message, no "no datasets"
-    given = dict(raw)
-    raw = {k: v for k, v in raw.items() if k in AxolotlConfig.model_fields and k not in invalid}
-    cfg, ps = _validate(AxolotlConfig, raw)
-    probs += ps
-    invalid |= {p.path.split('.')[0].split('[')[0] for p in ps}
-    if cfg is not None:
-        cfg._config_dir = cdir
-        probs += check_rules(cfg, given, invalid)
-        if check_files if check_files is not None else where is not None: probs += check_paths(cfg)
-    errs, warns = _strict_or_notes(probs, given.get('strict') is True)
-    if errs or cfg is None: raise ConfigError(errs or [Problem('config', 'could not be read')], where)
-    cfg._notes = warns + normalize(cfg)
-    return cfg
-
-# %% ../nbs/01_rules.ipynb #92da13c9
-def problems_of(source, overrides=None, **kw) -> list[str]:
-    "The problems `load_config` reports for `source` (empty when valid), as strings."
-    try: load_config(source, overrides, **kw)
-    except ConfigError as e: return [str(p) for p in e.problems]
-    return []

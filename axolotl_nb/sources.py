@@ -13,7 +13,8 @@ from typing import Any, Optional
 import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
-from .config import AxolotlConfig, hub_reachable, resolve_path
+from .config import AxolotlConfig
+from .prepare import hub_reachable, resolve_path
 from .prompts import DataError
 
 # %% auto #0

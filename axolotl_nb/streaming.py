@@ -14,7 +14,8 @@ import torch
 from datasets import load_dataset
 from fastcore.basics import patch
 
-from .config import AxolotlConfig, PretrainingDataset, hub_reachable
+from .config import AxolotlConfig, PretrainingDataset
+from .prepare import hub_reachable
 from .prompts import DataError
 from .sources import BUILDERS, EXT, _cause, _offline, source_files
 from .report import PreprocessReport

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from axolotl_nb.config import UserError
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 
 SKIP = ('cloud/', 'slurm/', 'colab-notebooks/')  # launcher / notebook settings, not training configs
 

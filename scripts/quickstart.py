@@ -8,8 +8,9 @@ import json, shutil, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 
-from axolotl_nb.config import UserError, resolve_path, summary
-from axolotl_nb.rules import load_config
+from axolotl_nb.config import UserError
+from axolotl_nb.prepare import resolve_path
+from axolotl_nb.load import load_config, summary
 
 MARKER = '.axolotl_nb_quickstart'  # written into output_dir: "this folder is a quickstart run of ours"
 

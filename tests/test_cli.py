@@ -41,6 +41,16 @@ def test_bad_config_exit_2(tmp_path, capsys):
     assert rc == 2
     assert 'did you mean `lora_r`' in err and 'load_in_8bit' in err and 'Traceback' not in err
 
+def test_validate_checks_the_stream_path(tmp_path, capsys):
+    "A `pretraining_dataset` file is opened only at train time, so `validate` checks its path and split up front."
+    cfg = yaml.safe_load((ROOT/'examples'/'pretraining.yml').read_text())
+    (tmp_path/'docs.jsonl').write_text('{"text": "a document"}\n')
+    for entry, problem in [({'path': 'docs.jsonl'}, None), ({'path': 'doc.jsonl'}, 'pretraining_dataset[0].path'),
+                           ({'path': 'docs.jsonl', 'split': 'train[:100]'}, 'pretraining_dataset[0].split')]:
+        (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg | {'pretraining_dataset': [entry]}))
+        rc, out, err = cli(capsys, 'validate', tmp_path/'c.yml')
+        assert (rc, problem is None or f"- {problem}:" in err) == (0 if problem is None else 2, True), (entry, err)
+
 def test_yaml_syntax_error_names_line(tmp_path, capsys):
     (tmp_path/'c.yml').write_text('base_model: x\ndatasets:\n  - path: [a\n')
     rc, out, err = cli(capsys, 'validate', tmp_path/'c.yml')

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from toys import LORA, REPEAT_WORDS, run_yaml, write_jsonl  # noqa: E402
 
 from axolotl_nb.models import save_tiny_model  # noqa: E402
-from axolotl_nb.rules import load_config  # noqa: E402
+from axolotl_nb.load import load_config  # noqa: E402
 from axolotl_nb.run import train  # noqa: E402
 
 

@@ -8,7 +8,7 @@ from axolotl_nb import keys, prepare
 from axolotl_nb.config import AxolotlConfig, ConfigError, UserError
 from axolotl_nb.keys import CHAT_TEMPLATE_NAMES, SECTIONS, axolotl_keys, config_keys, key_class, suggest
 from axolotl_nb.prepare import parse_overrides
-from axolotl_nb.rules import load_config, problems_of
+from axolotl_nb.load import load_config, problems_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = dict(base_model='m', datasets=[dict(path='d.jsonl', type='alpaca')], micro_batch_size=1)

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from axolotl_nb.cli import main
 from axolotl_nb.config import ConfigError
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [yaml.safe_load(p.read_text()) for p in sorted((ROOT/'examples').glob('*.yml'))]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pexpect
 
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.inference import generate, load_for_inference
 from toys import CLI, chat_config
 
