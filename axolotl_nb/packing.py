@@ -24,6 +24,13 @@ __all__ = ['pack', 'efficiency', 'lower_bound', 'instruction_lengths', 'pack_seq
 
 # %% ../nbs/04_packing.ipynb #08bde129
 @njit(cache=True)
+def _leaves(n:int) -> int:
+    "Leaves of a segment tree over `n` slots: the smallest power of two `>= n` (1 for `n <= 1`)."
+    size = 1
+    while size < n: size *= 2
+    return size
+
+@njit(cache=True)
 def _first_at_least(tree:np.ndarray, size:int, lo:int) -> int:
     "Smallest leaf index `>= lo` whose count is positive, or -1."
     pos = lo + size
@@ -48,8 +55,7 @@ def _tree_add(tree:np.ndarray, size:int, i:int, d:int):
 @njit(cache=True)
 def _bfd(lengths:np.ndarray, capacity:int) -> tuple:
     "Best-fit over `lengths` in the given order: bin id per item and the number of bins."
-    size = 1
-    while size < capacity + 1: size *= 2
+    size = _leaves(capacity + 1)
     tree = np.zeros(2 * size, np.int64)
     head = np.full(capacity + 1, -1, np.int64)  # stack of bins per remaining capacity
     nxt = np.empty(lengths.shape[0], np.int64)
@@ -75,8 +81,7 @@ def _bfd(lengths:np.ndarray, capacity:int) -> tuple:
 @njit(cache=True)
 def _ff(lengths:np.ndarray, capacity:int) -> tuple:
     "First-fit over `lengths` in the given order: bin id per item and the number of bins."
-    size = 1
-    while size < max(lengths.shape[0], 1): size *= 2
+    size = _leaves(lengths.shape[0])
     room = np.full(2 * size, capacity, np.int64)  # max free space in each subtree; unopened bins have full capacity
     out = np.empty(lengths.shape[0], np.int64)
     nb = 0
