@@ -21,7 +21,8 @@ from .data import load_datasets
 from . import run
 from .run import CONFIG_NAME, Method
 from .reward import reward_model_func
-from .trainer import ConfigOptim, build_callbacks, build_training_args
+from .callbacks import build_callbacks
+from .trainer import ConfigOptim, build_training_args
 
 # %% auto #0
 __all__ = ['ANSWER_RE', 'NUMBER_RE', 'BUILTIN_REWARDS', 'GRPO', 'group_advantages', 'completion_text', 'extract_answer',
@@ -141,8 +142,7 @@ def load_reward_func(
     f = getattr(m, fn, None)
     if not callable(f):
         raise UserError(f"trl.reward_funcs: module `{mod}` has no function `{fn}` — fix: check `{name}`")
-    if local:
-        say(f"trl.reward_funcs: running `{fn}` from {m.__file__} (trust_remote_code: true)")
+    if local: say(f"trl.reward_funcs: running `{fn}` from {m.__file__} (trust_remote_code: true)")
     return f
 
 

@@ -8,7 +8,6 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/reward.html.md"""
 
 # %% ../nbs/12b_reward.ipynb #f053c743
 from __future__ import annotations
-from collections import defaultdict
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
@@ -30,9 +29,10 @@ from .data import PreprocessReport, load_source
 from .distributed import world_size
 from .models import load_tokenizer
 from . import run
-from .rules import load_config
+from .load import load_config
 from .run import CONFIG_NAME, Method, load_trained
-from .trainer import ConfigOptim, build_callbacks, build_training_args, steps_per_epoch
+from .callbacks import build_callbacks
+from .trainer import ConfigOptim, StatsMixin, build_training_args, steps_per_epoch
 
 # %% auto #0
 __all__ = ['REWARD', 'PRM', 'bradley_terry_loss', 'bt_conversations', 'chat_ids', 'bt_row', 'stepwise_row', 'load_reward_data',
@@ -158,14 +158,13 @@ def stepwise_step(model, inputs:dict) -> tuple[Tensor, dict]:
     return loss, {'accuracy': (logits.detach().argmax(-1)[keep] == y[keep]).float().tolist()}
 
 # %% ../nbs/12b_reward.ipynb #0757f65d
-class RewardTrainer(ConfigOptim, Trainer):
+class RewardTrainer(StatsMixin, ConfigOptim, Trainer):
     "A `Trainer` for reward models (pairs) and process reward models (step labels), logging accuracy and margin."
     def __init__(self, *args, prm:bool=False, # step labels (token classification) instead of pairs
                  center_rewards_coefficient:Optional[float]=None, **kw):
         super().__init__(*args, **kw)
         self.prm, self.center, self.tokens_seen = prm, center_rewards_coefficient, 0
         self.model_accepts_loss_kwargs = False  # a mean per batch: let Trainer scale for accumulation
-        self._stats = {'train': defaultdict(list), 'eval': defaultdict(list)}
 
 @patch
 def compute_loss(self:RewardTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -174,32 +173,6 @@ def compute_loss(self:RewardTrainer, model, inputs, return_outputs=False, num_it
     if model.training: self.tokens_seen += int(inputs['attention_mask'].sum())
     for k, v in st.items(): self._stats['train' if model.training else 'eval'][k].extend(v)
     return (loss, None) if return_outputs else loss
-
-# %% ../nbs/12b_reward.ipynb #652d74b6
-@patch
-def _pop(self:RewardTrainer, mode:str, prefix:str='') -> dict:
-    "Means of the recorded statistics of `mode` (then cleared)."
-    out = {prefix + k: sum(v) / len(v) for k, v in self._stats[mode].items() if v}
-    self._stats[mode].clear()
-    return out
-
-@patch
-def log(self:RewardTrainer, logs:dict, *args, **kw):
-    if 'loss' in logs: logs = logs | self._pop('train')
-    Trainer.log(self, logs, *args, **kw)
-
-@patch
-def prediction_step(self:RewardTrainer, model, inputs, prediction_loss_only, ignore_keys=None):
-    inputs = self._prepare_inputs(inputs)
-    with torch.no_grad(): loss = self.compute_loss(model, inputs)
-    return loss.detach(), None, None
-
-@patch
-def evaluation_loop(self:RewardTrainer, *args, **kw):
-    out = Trainer.evaluation_loop(self, *args, **kw)
-    prefix = kw.get('metric_key_prefix', args[4] if len(args) > 4 else 'eval')
-    out.metrics.update(self._pop('eval', prefix + '_'))
-    return out
 
 # %% ../nbs/12b_reward.ipynb #32164e2d
 def build_reward_trainer(cfg:AxolotlConfig, model, tokenizer, train_ds, eval_ds=None, # what the run loaded

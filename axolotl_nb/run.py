@@ -15,7 +15,9 @@ from peft import PeftModel
 from fastcore.basics import patch
 from transformers import Trainer, set_seed
 
-from .config import AxolotlConfig, UserError, dump_yaml, md_table, resolve_path
+from .config import AxolotlConfig, UserError
+from .prepare import resolve_path
+from .load import dump_yaml, md_table
 from .data import debug_view, load_datasets
 from .streaming import rehearse, stream_data
 from .report import PreprocessReport, fill_packing
@@ -25,8 +27,9 @@ from .launch import check_hub, push_dataset
 from .lora import apply_lora, freeze_except
 from .loss import add_chunked_loss, apply_kernels, kernel_plan
 from .models import load_model, load_tokenizer
-from .trainer import (DIVERGENCE_FACTOR, LossWatchdog, SummaryCallback, TrainingDiverged, build_callbacks,
-                                build_trainer, callback, peak_memory, plot_loss_curve, report_to, tracking_env)
+from .callbacks import (DIVERGENCE_FACTOR, LossWatchdog, SummaryCallback, TrainingDiverged, build_callbacks,
+                                  callback, peak_memory, plot_loss_curve)
+from .trainer import build_trainer, report_to, tracking_env
 from .checkpoints import check_resume, disk_full_guard, resume_checkpoint
 
 # %% auto #0

@@ -1,4 +1,4 @@
-"""The `transformers.Trainer` subclass, callbacks and training arguments that every method's run is built from.
+"""The `transformers.Trainer` subclass, the training arguments and the mixins that every method's run is built from.
 
 Docs: https://axolotl-nb.github.io/axolotl_nb/trainer.html.md"""
 
@@ -6,8 +6,8 @@ Docs: https://axolotl-nb.github.io/axolotl_nb/trainer.html.md"""
 
 # %% ../nbs/10_trainer.ipynb #91af5f73
 from __future__ import annotations
-import importlib.util, math, resource, sys, time
-from pathlib import Path
+import importlib.util, math, time
+from collections import defaultdict
 from typing import Callable, Optional
 
 # first: its log filters drop bitsandbytes' Hub-kernel line, which prints when bitsandbytes loads
@@ -16,20 +16,18 @@ from .config import AxolotlConfig, UserError
 import torch
 from fastcore.basics import patch
 from torch.utils.data import DataLoader
-from transformers import (EarlyStoppingCallback, Trainer, TrainerCallback, TrainerControl, TrainerState,
-                          TrainingArguments)
+from transformers import Trainer, TrainingArguments
 
 from .distributed import rank, world_size
 from .launch import compile_args, hub_args, training_args_kwargs
 from .optim import build_optimizer, build_scheduler, optim_args
 from .loss import activation_offload, causal_lm_loss, checkpointing_kwargs, loss_impl
 from .attention import BinView, collate_fn_for, sampler_for
+from .callbacks import build_callbacks
 
 # %% auto #0
-__all__ = ['DIVERGENCE_FACTOR', 'has_eval', 'report_to', 'tracking_env', 'build_training_args', 'TrainingDiverged',
-           'LossWatchdog', 'peak_memory', 'plot_loss_curve', 'SummaryCallback', 'build_callbacks', 'callback',
-           'PadCollator', 'batch_parts', 'steps_per_epoch', 'AxolotlTrainer', 'ConfigOptim', 'loss_sum',
-           'build_trainer']
+__all__ = ['has_eval', 'report_to', 'tracking_env', 'build_training_args', 'PadCollator', 'batch_parts', 'steps_per_epoch',
+           'AxolotlTrainer', 'ConfigOptim', 'StatsMixin', 'loss_sum', 'build_trainer']
 
 # %% ../nbs/10_trainer.ipynb #4b52b7a5
 def has_eval(cfg:AxolotlConfig) -> bool:
@@ -116,102 +114,6 @@ def build_training_args(cfg:AxolotlConfig, # the run config
               seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0)
     kw |= _schedule(cfg, steps_per_epoch) | training_args_kwargs(cfg) | compile_args(cfg) | hub_args(cfg)
     return {k: v for k, v in (kw | extra).items() if v is not None}
-
-# %% ../nbs/10_trainer.ipynb #ab6177ca
-DIVERGENCE_FACTOR = 4.0 # default watchdog: stop when the loss stays above this multiple of the first logged loss
-
-class TrainingDiverged(UserError):
-    "A run stopped by the loss watchdog; its output was kept aside, the last good output left untouched."
-    exit_code = 5
-
-class LossWatchdog(TrainerCallback):
-    "Stop on a non-finite loss/grad norm, or a loss above the threshold for `patience` consecutive logs."
-    def __init__(self, threshold:Optional[float]=None, # absolute limit; None: `factor` × the first logged loss
-                 patience:int=3, # consecutive logs above the limit before stopping
-                 factor:Optional[float]=DIVERGENCE_FACTOR): # relative default (None: non-finite checks only)
-        self.threshold, self.patience, self.factor = threshold, patience, factor
-        self.first, self.violations, self.message, self.step, self.loss = None, 0, None, None, None
-
-    def limit(self) -> Optional[float]:
-        "The loss above which a log counts as a violation."
-        if self.threshold is not None: return self.threshold
-        if self.factor and self.first and self.first > 0: return self.factor * self.first
-        return None
-
-# %% ../nbs/10_trainer.ipynb #7a58d2c9
-@patch
-def on_log(self:LossWatchdog, args, state:TrainerState, control:TrainerControl, logs=None, **kw):
-    "Check one log line; on a violation stop training and keep the message."
-    loss, gn = (logs or {}).get('loss'), (logs or {}).get('grad_norm')
-    if loss is None or self.message: return
-    if self.first is None and math.isfinite(loss): self.first = loss
-    lim, bad, why = self.limit(), None, None
-    src = 'loss_watchdog_threshold' if self.threshold is not None else f"{self.factor}× the first loss"
-    if not math.isfinite(loss) or (gn is not None and not math.isfinite(gn)):
-        bad = f"loss {loss:.4g}, gradient norm {gn}: not finite"
-    elif lim is not None and loss > lim: why = f"loss {loss:.4g} > {lim:.4g} ({src})"
-    elif gn == 0 and loss > 0: why = f"gradient norm 0 at loss {loss:.4g} (the weights stopped changing)"
-    self.violations = self.violations + 1 if why else 0
-    if why and self.violations >= self.patience: bad = f"{why} for {self.violations} consecutive logs"
-    if bad:
-        self.step, self.loss = state.global_step, loss
-        self.message = (f"loss watchdog: {bad} at step {state.global_step} — training stopped. Try a lower "
-                        "learning_rate (or more warmup_steps), max_grad_norm: 1.0, and check the data for empty labels")
-        control.should_training_stop = True
-        print(self.message, file=sys.stderr)
-    self.on_epoch_end(args, state, control)
-
-@patch
-def on_epoch_end(self:LossWatchdog, args, state, control:TrainerControl, **kw):
-    "After a stop: no eval on broken weights, no checkpoint an auto-resume would pick up."
-    if self.message: control.should_evaluate = control.should_save = False
-
-# %% ../nbs/10_trainer.ipynb #2d8abfdd
-def peak_memory() -> tuple[float, str]:
-    "Peak memory in GiB and what it measures (CUDA max allocated, else this process's peak RSS)."
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**30, 'CUDA max allocated'
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 'peak RSS'
-
-def plot_loss_curve(log_history:list[dict], path:str|Path) -> Path|None:
-    "Save train (and eval) loss vs step as a PNG; returns the path (None when nothing was logged)."
-    tr = [(h['step'], h['loss']) for h in log_history if 'loss' in h]
-    ev = [(h['step'], h['eval_loss']) for h in log_history if 'eval_loss' in h]
-    if not tr and not ev: return None
-    from matplotlib.figure import Figure  # matplotlib is heavy: loaded only when a curve is drawn
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    if tr: ax.plot(*zip(*tr), label='train loss')
-    if ev: ax.plot(*zip(*ev), 'o-', label='eval loss')
-    ax.set_xlabel('optimizer step')
-    ax.set_ylabel('loss')
-    ax.legend()
-    ax.grid(alpha=.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
-
-# %% ../nbs/10_trainer.ipynb #0cd05e3c
-class SummaryCallback(TrainerCallback):
-    "Time the training loop."
-    def __init__(self): self.t0, self.seconds = None, 0.0
-    def on_train_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
-    def on_train_end(self, args, state, control, **kw):
-        if self.t0 is not None: self.seconds += time.perf_counter() - self.t0
-
-def build_callbacks(cfg:AxolotlConfig, # the run config
-                    factor:Optional[float]=DIVERGENCE_FACTOR, # relative watchdog default (None for GRPO-like losses)
-                   ) -> list[TrainerCallback]:
-    "Callbacks for `cfg`: loss watchdog, summary timer, early stopping (when configured)."
-    cbs = [LossWatchdog(cfg.loss_watchdog_threshold, cfg.loss_watchdog_patience, factor), SummaryCallback()]
-    if cfg.early_stopping_patience: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
-    return cbs
-
-def callback(trainer:Trainer, cls:type) -> Optional[TrainerCallback]:
-    "The trainer's callback of class `cls`, if any."
-    return next((c for c in trainer.callback_handler.callbacks if isinstance(c, cls)), None)
 
 # %% ../nbs/10_trainer.ipynb #2aa36e47
 class PadCollator:
@@ -338,6 +240,42 @@ class ConfigOptim:
     def create_scheduler(self, num_training_steps:int, optimizer=None):
         if self.cfg is None: return Trainer.create_scheduler(self, num_training_steps, optimizer)
         return AxolotlTrainer.create_scheduler(self, num_training_steps, optimizer)
+
+# %% ../nbs/10_trainer.ipynb #0a1016c2
+class StatsMixin:
+    "Mixin for a `Trainer` subclass: per-batch numbers recorded in `_stats[mode][name]` join its logs as means."
+    def __init__(self, *args, **kw):
+        self._stats = {'train': defaultdict(list), 'eval': defaultdict(list)}
+        super().__init__(*args, **kw)
+
+    def _pop(self, mode:str, prefix:str='') -> dict:
+        "Means of the recorded statistics of `mode` (then cleared)."
+        st = self._stats[mode]
+        out = {prefix + k: sum(v) / len(v) for k, v in st.items() if v}
+        st.clear()
+        return out
+
+# %% ../nbs/10_trainer.ipynb #d54a1994
+@patch
+def log(self:StatsMixin, logs:dict, *args, **kw):
+    "A training log line gets the means recorded since the last one (the Trainer's own entries win)."
+    if 'loss' in logs: logs = logs | {k: v for k, v in self._pop('train').items() if k not in logs}
+    Trainer.log(self, logs, *args, **kw)
+
+@patch
+def prediction_step(self:StatsMixin, model, inputs, prediction_loss_only, ignore_keys=None):
+    "An eval batch through `compute_loss` (which records its statistics); no logits are gathered."
+    inputs = self._prepare_inputs(inputs)
+    with torch.no_grad(): loss = self.compute_loss(model, inputs)
+    return loss.detach(), None, None
+
+@patch
+def evaluation_loop(self:StatsMixin, *args, **kw):
+    "HF's loop, then the means recorded during it as `<prefix>_<name>` metrics (the Trainer's own entries win)."
+    out = Trainer.evaluation_loop(self, *args, **kw)
+    prefix = kw.get('metric_key_prefix', args[4] if len(args) > 4 else 'eval')
+    out.metrics.update({k: v for k, v in self._pop('eval', prefix + '_').items() if k not in out.metrics})
+    return out
 
 # %% ../nbs/10_trainer.ipynb #84a3dadf
 @patch
