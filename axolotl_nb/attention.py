@@ -213,6 +213,15 @@ def _window_mask(L:int, window:int, device) -> torch.Tensor:
     return (i[:, None] >= i[None]) & ((i[:, None] - i[None]) < window)
 
 # %% ../nbs/05_attention.ipynb #069fdad8
+def _doc_sdpa(q:torch.Tensor, k:torch.Tensor, v:torch.Tensor, dropout:float, scaling:Optional[float],
+              window:Optional[int], gqa:bool) -> torch.Tensor:
+    "Causal sdpa over one document's `(1, heads, L, dim)` views (a sliding-window mask when it is longer)."
+    L = q.shape[2]
+    win = window is not None and L > window
+    return torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, dropout_p=dropout, attn_mask=_window_mask(L, window, q.device) if win else None, is_causal=not win,
+        scale=scaling, enable_gqa=gqa)
+
 def packed_sdpa_attention(module:torch.nn.Module, query:torch.Tensor, key:torch.Tensor, value:torch.Tensor,
                           attention_mask:Optional[torch.Tensor], dropout:float=0.0, scaling:Optional[float]=None,
                           sliding_window:Optional[int]=None, softcap:Optional[float]=None,
@@ -223,14 +232,13 @@ def packed_sdpa_attention(module:torch.nn.Module, query:torch.Tensor, key:torch.
     B, H, T, _ = query.shape
     if attention_mask is not None or key.shape[2] != T:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
-    out, gqa = torch.empty_like(query), key.shape[1] != H
-    for b, spans in enumerate(_doc_spans(position_ids, B, T)):
-        for s, e in spans:
-            win = sliding_window is not None and e - s > sliding_window
-            out[b:b + 1, :, s:e] = torch.nn.functional.scaled_dot_product_attention(
-                query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], dropout_p=dropout,
-                attn_mask=_window_mask(e - s, sliding_window, query.device) if win else None, is_causal=not win,
-                scale=scaling, enable_gqa=gqa)
+    gqa, rows = key.shape[1] != H, []
+    qkv = [(query, key, value)] if B == 1 else zip(*(t.split(1) for t in (query, key, value)))
+    for (q, k, v), spans in zip(qkv, _doc_spans(position_ids, B, T)):
+        lens = [e - s for s, e in spans]
+        docs = zip(q.split(lens, 2), k.split(lens, 2), v.split(lens, 2))
+        rows.append(torch.cat([_doc_sdpa(*d, dropout, scaling, sliding_window, gqa) for d in docs], 2))
+    out = rows[0] if B == 1 else torch.cat(rows)
     return out.transpose(1, 2).contiguous(), None
 
 # %% ../nbs/05_attention.ipynb #1e76a8ad
