@@ -228,6 +228,9 @@ class AdapterKeys(_Strict):
     lora_model_dir: Optional[str] = None # continue from (or infer with) an existing adapter
     peft_use_dora: Optional[bool] = None # weight-decomposed LoRA
     peft_use_rslora: Optional[bool] = None # rank-stabilized scaling alpha/sqrt(r)
+    lora_qkv_kernel: Optional[bool] = None # fused LoRA layers on q/k/v (`lora.FusedLoraLinear`; default on)
+    lora_o_kernel: Optional[bool] = None # fused LoRA layer on the attention output (default on)
+    lora_mlp_kernel: Optional[bool] = None # fused LoRA layers on the MLP and other linear layers (default on)
     loraplus_lr_ratio: Optional[PositiveFloat] = None # LoRA+: lr(B) = ratio × lr(A)
     loraplus_lr_embedding: Optional[PositiveFloat] = None # LoRA+ learning rate for embeddings
     lora_target_parameters: Optional[Union[list[str], str]] = None # raw parameters to adapt (e.g. MoE experts)

@@ -38,7 +38,6 @@ _SAME = 'same results'
 TOGGLES = {  # class 3: pattern → what runs instead
     'liger_*': f"the plain PyTorch modules run instead ({_SAME}, more memory)",
     'cut_cross_entropy_*': f"our chunked cross-entropy runs instead ({_SAME})",
-    'lora_*_kernel': f"PEFT's LoRA layers run instead ({_SAME}, slower)",
     'use_kernels': f"the model's own modules run instead ({_SAME}, slower)",
     'fused_attn_kernel': f"the attention backend from `attn_implementation` runs ({_SAME})",
     'flash_attn_cross_entropy': f"our chunked cross-entropy runs instead ({_SAME})",

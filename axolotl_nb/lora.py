@@ -15,7 +15,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from peft import LoftQConfig, LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from peft.tuners.lora.layer import Embedding as LoraEmbedding
+from peft.tuners.lora.layer import Embedding as LoraEmbedding, Linear as LoraLinear
 from transformers import AutoConfig, PreTrainedModel
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS, Conv1D
 from transformers.trainer_pt_utils import get_parameter_names
@@ -26,8 +26,9 @@ from .weights import atomic_dir, bnb_4bit_params, info, model_dtype
 from .models import load_model, load_tokenizer, resolve_base_model
 
 # %% auto #0
-__all__ = ['CLASSIFIER_HEADS', 'find_linear_names', 'lora_config', 'adapter_dir', 'param_counts', 'keep_embeddings_in',
-           'apply_lora', 'loraplus_param_groups', 'base_dtype', 'load_adapter_for_merge', 'merge_lora', 'freeze_except']
+__all__ = ['CLASSIFIER_HEADS', 'KERNEL_KEYS', 'find_linear_names', 'lora_config', 'LoRAFunction', 'FusedLoraLinear', 'kernel_key',
+           'fuse_lora', 'adapter_dir', 'param_counts', 'keep_embeddings_in', 'apply_lora', 'loraplus_param_groups',
+           'base_dtype', 'load_adapter_for_merge', 'merge_lora', 'freeze_except']
 
 # %% ../nbs/07_lora.ipynb #1ff4d0f5
 CLASSIFIER_HEADS = ('score', 'classifier')  # the heads PEFT's SEQ_CLS / TOKEN_CLS task types train in full
@@ -102,6 +103,77 @@ def lora_config(cfg:AxolotlConfig, # the run config (`lora_*`, `peft_use_*`, `pe
                       target_modules=tm, target_parameters=tp, modules_to_save=(mts + new) or None,
                       use_dora=bool(cfg.peft_use_dora), use_rslora=bool(cfg.peft_use_rslora), bias='none',
                       task_type=_task_type(cfg), **kw)
+
+# %% ../nbs/07_lora.ipynb #2b484b80
+def _lora_forward(x:torch.Tensor, W:torch.Tensor, b:Optional[torch.Tensor], A:torch.Tensor, B:torch.Tensor,
+                  s:float) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(y, h)` for rows `x`: `y = x·Wᵀ + b + s·h·Bᵀ` with `h = x·Aᵀ`, the scaled update added by the GEMM itself."
+    h = x @ A.T
+    y = x @ W.T if b is None else torch.addmm(b, x, W.T)
+    return y.addmm_(h, B.T, alpha=s), h
+
+def _lora_backward(g:torch.Tensor, x:torch.Tensor, h:torch.Tensor, W:torch.Tensor, A:torch.Tensor, B:torch.Tensor,
+                   s:float, need:tuple) -> tuple:
+    "Gradients `(dx, dW, db, dA, dB)` from the output-gradient rows `g`; None where `need` says no."
+    gh = (g @ B).mul_(s)  # d loss / d h: r columns, the only tensor that is scaled
+    dx = (g @ W).addmm_(gh, A) if need[0] else None
+    dW, db = (g.T @ x if need[1] else None), (g.sum(0) if need[2] else None)
+    return dx, dW, db, (gh.T @ x if need[3] else None), ((g.T @ h).mul_(s) if need[4] else None)
+
+# %% ../nbs/07_lora.ipynb #123fac1a
+class LoRAFunction(torch.autograd.Function):
+    "A LoRA linear layer as one autograd node: `x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ`, gradients for x, A and B (and W, b if asked)."
+    @staticmethod
+    def forward(ctx, x:torch.Tensor, W:torch.Tensor, b:Optional[torch.Tensor], A:torch.Tensor, B:torch.Tensor,
+                s:float) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        y, h = _lora_forward(x2, W, b, A, B, s)
+        ctx.save_for_backward(x2, h, W, A, B)
+        ctx.s, ctx.shape = s, x.shape
+        return y.view(*x.shape[:-1], W.shape[0])
+
+    @staticmethod
+    def backward(ctx, gy:torch.Tensor):
+        x2, h, W, A, B = ctx.saved_tensors
+        dx, dW, db, dA, dB = _lora_backward(gy.reshape(-1, gy.shape[-1]), x2, h, W, A, B, ctx.s, ctx.needs_input_grad)
+        return None if dx is None else dx.view(ctx.shape), dW, db, dA, dB, None
+
+# %% ../nbs/07_lora.ipynb #1141b76a
+def _fusable(m:LoraLinear, x:torch.Tensor) -> bool:
+    "Whether this call of `m` is plain LoRA, which `LoRAFunction` computes exactly."
+    a = m.active_adapters
+    if m.disable_adapters or m.merged or len(a) != 1 or a[0] not in m.lora_A or a[0] in m.lora_variant: return False
+    A, B, base = m.lora_A[a[0]], m.lora_B[a[0]], m.base_layer
+    if type(base) is not nn.Linear or B.bias is not None or not isinstance(m.lora_dropout[a[0]], nn.Identity):
+        return False
+    one_dtype = x.dtype == base.weight.dtype == A.weight.dtype == B.weight.dtype
+    return one_dtype and not torch.is_autocast_enabled(x.device.type)
+
+class FusedLoraLinear(LoraLinear):
+    "PEFT's LoRA linear layer, computed by `LoRAFunction` whenever the call is plain LoRA (else by PEFT)."
+    def forward(self, x:torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if args or kwargs or not _fusable(self, x): return super().forward(x, *args, **kwargs)
+        n, base = self.active_adapters[0], self.base_layer
+        A, B = self.lora_A[n].weight, self.lora_B[n].weight
+        return LoRAFunction.apply(x, base.weight, base.bias, A, B, self.scaling[n])
+
+# %% ../nbs/07_lora.ipynb #3fecfdf5
+KERNEL_KEYS = {'lora_qkv_kernel': ('q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'query_key_value', 'c_attn', 'Wqkv'),
+               'lora_o_kernel': ('o_proj', 'out_proj', 'dense')}  # every other linear layer: `lora_mlp_kernel`
+
+def kernel_key(name:str) -> str:
+    "The config key that governs the LoRA layer at module path `name`."
+    last = name.rsplit('.', 1)[-1]
+    return next((k for k, names in KERNEL_KEYS.items() if last in names), 'lora_mlp_kernel')
+
+def fuse_lora(model:nn.Module, # a PEFT model (its LoRA linear layers are changed in place)
+              cfg:AxolotlConfig, # `lora_qkv_kernel` / `lora_o_kernel` / `lora_mlp_kernel`: false keeps PEFT's
+             ) -> list[str]:
+    "Make PEFT's LoRA linear layers `FusedLoraLinear` where the config allows; returns their module names."
+    if cfg.deepspeed or cfg.uses_fsdp: return []
+    done = [n for n, m in model.named_modules() if type(m) is LoraLinear and getattr(cfg, kernel_key(n)) is not False]
+    for n in done: model.get_submodule(n).__class__ = FusedLoraLinear
+    return done
 
 # %% ../nbs/07_lora.ipynb #f2543e18
 def adapter_dir(
@@ -181,6 +253,7 @@ def apply_lora(
             raise UserError(
                 f"lora_target_modules: {e} — the model's linear layers are {find_linear_names(model)}"
             ) from None
+    fuse_lora(pm, cfg)  # PEFT's LoRA linear layers as one autograd node each (`lora_*_kernel`)
     t, n = param_counts(pm)
     info(f"trainable params: {t:,} / {n:,} ({100 * t / n:.3f}%)")
     return pm
