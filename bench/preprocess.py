@@ -51,18 +51,11 @@ def load_tok():
 
 
 def run_ours(path: Path, tok, seq_len: int, work: Path) -> tuple[float, int, int]:
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.data import load_datasets
+    from tests.toys import prep_cfg
 
-    cfg = load_config(
-        dict(
-            base_model='bench',
-            datasets=[dict(path=str(path), type='chat_template')],
-            sequence_len=seq_len,
-            micro_batch_size=1,
-            dataset_prepared_path=str(work / 'prepared'),
-        )
-    )
+    cfg = load_config(prep_cfg(work, [dict(path=str(path), type='chat_template')], 'bench', sequence_len=seq_len))
     t = time.perf_counter()
     train, _, rep = load_datasets(cfg, tok)
     return time.perf_counter() - t, len(train), rep.total_tokens
@@ -100,8 +93,9 @@ def memory_child(mib: float, seq_len: int) -> dict:
     "One fresh process: `load_datasets` of a generated `type: completion` file, heap sampled every 0.1 s."
     import threading
     import datasets
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.data import load_datasets
+    from tests.toys import prep_cfg
 
     datasets.disable_progress_bars()
     work = Path(tempfile.mkdtemp(prefix='bench_mem_'))
@@ -119,8 +113,7 @@ def memory_child(mib: float, seq_len: int) -> dict:
         base = _anon_mib()
         threading.Thread(target=watch, daemon=True).start()
         ds = [dict(path=str(work / 'big.jsonl'), type='completion')]
-        cfg = load_config(dict(base_model='bench', datasets=ds, sequence_len=seq_len, micro_batch_size=1,
-                               dataset_prepared_path=str(work / 'prepared')))
+        cfg = load_config(prep_cfg(work, ds, 'bench', sequence_len=seq_len))
         t = time.perf_counter()
         train, _, rep = load_datasets(cfg, tok)
         dt = time.perf_counter() - t

@@ -3,7 +3,7 @@
 import json, os, subprocess, sys, textwrap
 from pathlib import Path
 
-import yaml
+from toys import prep_cfg, write_jsonl, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +13,7 @@ WORKER = textwrap.dedent('''
     import datasets
     datasets.disable_progress_bars()
     from axolotl_nb.models import tiny_tokenizer
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.data import load_datasets
     cfg_path, go = sys.argv[1], Path(sys.argv[2])
     tok = tiny_tokenizer()
@@ -27,20 +27,9 @@ WORKER = textwrap.dedent('''
 
 
 def _cfg(tmp: Path, n: int = 3000) -> Path:
-    data = tmp / 'data.jsonl'
-    data.write_text(
-        ''.join(json.dumps({'instruction': f'Say {i} twice', 'output': f'{i} {i}'}) + '\n' for i in range(n))
-    )
-    cfg = dict(
-        base_model='tiny',
-        datasets=[dict(path=str(data), type='alpaca')],
-        sequence_len=1024,
-        micro_batch_size=1,
-        dataset_prepared_path=str(tmp / 'prepared'),
-    )
-    p = tmp / 'cfg.yml'
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    "`tmp/cfg.yml`: preprocess `n` alpaca rows for the tiny tokenizer, cached in `tmp/prepared`."
+    data = write_jsonl(tmp / 'data.jsonl', [{'instruction': f'Say {i} twice', 'output': f'{i} {i}'} for i in range(n)])
+    return write_yaml(tmp / 'cfg.yml', prep_cfg(tmp, [dict(path=str(data), type='alpaca')]))
 
 
 def test_two_concurrent_preprocess_runs_share_one_cache(tmp_path):
@@ -75,7 +64,7 @@ def test_stale_temp_dir_of_a_dead_process_is_swept_and_reported(tmp_path, caplog
     datasets.disable_progress_bars()
     from axolotl_nb.data import cache_key, load_datasets
     from axolotl_nb.models import tiny_tokenizer
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
 
     cfg, tok = load_config(str(_cfg(tmp_path, n=20))), tiny_tokenizer()
     key = cache_key(cfg, tok)

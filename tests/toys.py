@@ -1,9 +1,11 @@
 """Toy fixtures for fast tests and notebooks: a ~40-token word-level tokenizer, separable preferences, a chat config,
-a short tiny-model run config, a free port, this venv's `axolotl-nb` executable."""
+tiny-model work folders and run configs, a free port, this venv's `axolotl-nb` executable (and a runner for it)."""
 import json
+import os
 import random
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,8 +47,14 @@ def toy_preferences(n: int = 32, seed: int = 0, kto: bool = False) -> list[dict]
             for i, d in enumerate(rows)]
 
 
-def chat_config(tmp_path: Path, endless: bool = False, **model_kw) -> Path:
-    "A tiny model and a chat config for it (`endless`: the model never emits end-of-sequence)."
+def write_yaml(path: Path, cfg: dict) -> Path:
+    "Write the config `cfg` as YAML to `path`."
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def chat_config(tmp_path: Path, endless: bool = False, extra: dict | None = None, **model_kw) -> Path:
+    "A tiny model and a chat config for it (`endless`: the model never emits end-of-sequence; `extra`: more keys)."
     d = save_tiny_model(tmp_path/'tiny', **model_kw)
     if endless:
         gc = json.loads((d/'generation_config.json').read_text())
@@ -54,8 +62,7 @@ def chat_config(tmp_path: Path, endless: bool = False, **model_kw) -> Path:
     (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
     cfg = dict(base_model=str(d), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
                micro_batch_size=1, output_dir=str(tmp_path/'out'))
-    (tmp_path/'c.yml').write_text(yaml.safe_dump(cfg))
-    return tmp_path/'c.yml'
+    return write_yaml(tmp_path/'c.yml', cfg | (extra or {}))
 
 
 LORA = dict(adapter='lora', lora_r=8, lora_alpha=16, lora_target_linear=True)  # a small LoRA on every linear layer
@@ -68,17 +75,57 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def tiny_work(d: Path, files: dict[str, list[dict]] | None = None, **model_kw) -> Path:
+    "`d` holding a tiny random model in `d/tiny` (`model_kw` for `save_tiny_model`) and each of `files` (name: rows)."
+    save_tiny_model(d / 'tiny', **model_kw)
+    for name, rows in (files or {}).items(): write_jsonl(d / name, rows)
+    return d
+
+
+def sft_rows(prefs: list[dict]) -> list[dict]:
+    "Alpaca rows from preference rows: the prompt as the instruction, the chosen reply as the output."
+    return [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in prefs]
+
+
 def method_data(d: Path, rewards_module: str, n_prompts: int = 24) -> Path:
     "In `d`: a tiny model and toy rows for every method (sft, pref, kto, prompts .jsonl) + a word-count reward module."
-    save_tiny_model(d / 'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
     rows = toy_preferences(24)
-    write_jsonl(d / 'sft.jsonl', [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in rows])
-    write_jsonl(d / 'pref.jsonl', rows)
-    write_jsonl(d / 'kto.jsonl', toy_preferences(24, kto=True))
-    write_jsonl(d / 'prompts.jsonl', [{'prompt': r['prompt'], 'answer': 'thank'} for r in rows[:n_prompts]])
+    tiny_work(d, {'sft.jsonl': sft_rows(rows), 'pref.jsonl': rows, 'kto.jsonl': toy_preferences(24, kto=True),
+                  'prompts.jsonl': [{'prompt': r['prompt'], 'answer': 'thank'} for r in rows[:n_prompts]]},
+              hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
     (d / f'{rewards_module}.py').write_text("def words(prompts, completions, **kw):\n"
                                             "    return [float(len(c.split())) for c in completions]\n")
     return d
+
+
+METHOD_FILES = {'sft': ('sft.jsonl', 'alpaca'), 'dpo': ('pref.jsonl', 'prompt_pairs'), 'kto': ('kto.jsonl', 'kto'),
+                'grpo': ('prompts.jsonl', None)}  # method: (`method_data` file, dataset type)
+
+
+def method_cfg(d: Path, method: str, out: str, rewards_module: str, **kw) -> dict:
+    """A tiny-LoRA run of `method` on `method_data(d, rewards_module)` into `d/out` (GRPO: 4 generations of 4 tokens,
+    scored by the module's `words`); `kw` wins."""
+    path, typ = METHOD_FILES[method]
+    c = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/path)) | ({'type': typ} if typ else {})],
+             dataset_prepared_path=str(d/'prep'), output_dir=str(d/out), adapter='lora', lora_r=4, lora_alpha=8,
+             lora_target_linear=True, sequence_len=64, micro_batch_size=4, logging_steps=1)
+    if method != 'sft': c['rl'] = method
+    if method == 'grpo':  # a reward with spread (so there is a gradient), from a module beside the config
+        c |= dict(trust_remote_code=True, trl=dict(num_generations=4, max_completion_length=4,
+                                                   reward_funcs=[f'{rewards_module}.words']))
+    return c | kw
+
+
+def prep_cfg(d: Path, datasets: list[dict], base_model: str = 'tiny', **kw) -> dict:
+    """Raw config to preprocess `datasets` for `base_model`'s tokenizer: rows of up to 1024 tokens, micro-batch 1, the
+    cache in `d/prepared`; `kw` wins."""
+    return dict(base_model=base_model, datasets=datasets, sequence_len=1024, micro_batch_size=1,
+                dataset_prepared_path=str(d/'prepared')) | kw
+
+
+def cached(prepared: Path) -> list[Path]:
+    "What the prepared-dataset folder holds besides lock files (nothing if it does not exist)."
+    return [p for p in prepared.iterdir() if p.suffix != '.lock'] if prepared.exists() else []
 
 
 def run_yaml(d: Path, name: str, **kw) -> Path:
@@ -87,11 +134,16 @@ def run_yaml(d: Path, name: str, **kw) -> Path:
                dataset_prepared_path=str(d/'prepared'), output_dir=str(d/name), sequence_len=256, micro_batch_size=1,
                gradient_accumulation_steps=1, learning_rate=1e-3, max_steps=4, save_steps=2, logging_steps=1, seed=7,
                use_tensorboard=False) | kw
-    (d/f'{name}.yml').write_text(yaml.safe_dump(cfg))
-    return d/f'{name}.yml'
+    return write_yaml(d/f'{name}.yml', cfg)
 
 
 CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')  # this venv's
+
+
+def cli(*args, cwd=None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    "Run `CLI` with `args` (any type), offline and without tokenizer threads (`env` on top); its output as text."
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false', **(env or {})}
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 def free_port() -> int:
