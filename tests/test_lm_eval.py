@@ -2,37 +2,28 @@
 quickstart's held-out JSONL, no Hub) on a tiny random model (a score is computed and finite), from the config keys
 through the CLI, and (slow) the score moving the right way after the quickstart fine-tune.
 """
-import importlib.util, json, math, os, shutil, subprocess, sys
+import importlib.util, json, math, os
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip('lm_eval', reason="extra `eval`: pip install 'axolotl_nb[eval]'")
 from axolotl_nb.harness import lm_eval
-from axolotl_nb.models import save_tiny_model
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
+from toys import chat_config, cli
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 TASK = 'pkg://axolotl_nb/examples/lm_eval/iso_dates.yaml'
 
-def tiny(tmp_path:Path, **extra) -> dict:
-    save_tiny_model(tmp_path/'tiny')
-    (tmp_path/'d.jsonl').write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    return dict(base_model=str(tmp_path/'tiny'), datasets=[dict(path=str(tmp_path/'d.jsonl'), type='chat_template')],
-                micro_batch_size=1, output_dir=str(tmp_path/'out'), **extra)
-
 def test_lm_eval_tiny_model_local_task(tmp_path):
-    res = lm_eval(load_config(tiny(tmp_path)), [TASK], batch_size=16)
+    res = lm_eval(load_config(chat_config(tmp_path)), [TASK], batch_size=16)
     m = res['iso_dates']
     assert math.isfinite(m['perplexity']) and m['perplexity'] > 1 and m['acc'] == 0.0  # random model: none right
     assert res['model'].startswith('base (')
 
 def test_lm_eval_cli_from_config_keys(tmp_path):
-    (tmp_path/'c.yml').write_text(yaml.safe_dump(tiny(tmp_path, lm_eval_tasks=[TASK], lm_eval_batch_size=8)))
-    r = subprocess.run([CLI, 'lm-eval', str(tmp_path/'c.yml')], capture_output=True, text=True, timeout=600,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'})
+    cfg = chat_config(tmp_path, extra=dict(lm_eval_tasks=[TASK], lm_eval_batch_size=8))
+    r = cli('lm-eval', cfg, env={'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'iso_dates' in r.stdout and 'perplexity' in r.stdout, r.stdout
 
@@ -42,8 +33,7 @@ def test_lm_eval_cli_from_config_keys(tmp_path):
 def test_lm_eval_score_improves_after_quickstart(tmp_path):
     "Quickstart LoRA fine-tune (~2.5 min on 2 cores): exact match (`acc`) up, answer perplexity down."
     over = ['--output_dir', str(tmp_path/'out'), '--dataset_prepared_path', str(tmp_path/'prepared')]
-    r = subprocess.run([CLI, 'train', str(ROOT/'examples'/'quickstart.yml'), *over], capture_output=True, text=True,
-                       timeout=1800, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    r = cli('train', ROOT/'examples'/'quickstart.yml', *over, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     cfg = load_config(str(ROOT/'examples'/'quickstart.yml'), over)
     before = lm_eval(cfg, [TASK], batch_size=8, base_only=True)['iso_dates']

@@ -1,5 +1,5 @@
 "Chunked loss checks that need more than one process or a GPU (the exactness proofs live in nbs/09_loss.ipynb)."
-import os, socket
+import os
 
 import pytest
 import torch
@@ -8,6 +8,7 @@ import torch.multiprocessing as mp
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from axolotl_nb.loss import causal_lm_loss, chunked_cross_entropy, loss_impl, _kernel_ce, LossOpts
+from toys import free_port
 
 def tiny_llama():
     torch.manual_seed(0)
@@ -32,11 +33,6 @@ def _ddp_worker(rank:int, port:int, out:dict):
     out[rank] = {n: p.grad.clone() for n, p in model.module.named_parameters()}
     dist.destroy_process_group()
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 def test_ddp_forward_goes_through_the_wrapper():
     "Under DDP the chunked loss runs inside DDP's forward, so gradients are all-reduced: the mean of both ranks'."
     ids, labels = batches()
@@ -44,7 +40,7 @@ def test_ddp_forward_goes_through_the_wrapper():
     losses = [causal_lm_loss(ref_model, dict(input_ids=ids[r], labels=labels[r])) for r in range(2)]
     ((losses[0] + losses[1]) / 2).backward()
     out = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(_free_port(), out), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), out), nprocs=2, join=True)
     for n, p in ref_model.named_parameters():
         torch.testing.assert_close(out[0][n], p.grad, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(out[1][n], p.grad, rtol=1e-5, atol=1e-6)

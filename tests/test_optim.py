@@ -6,33 +6,26 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from axolotl_nb import run
-from axolotl_nb.models import save_tiny_model
 from axolotl_nb.optim import OPTIMIZERS, cosine_lr
-from axolotl_nb.rules import load_config
-from toys import toy_preferences, toy_tokenizer
+from axolotl_nb.load import load_config
+from toys import sft_rows, tiny_work, toy_preferences, toy_tokenizer, write_yaml
 
 AXOLOTL_PY = Path('/work/axolotl-venv/bin/python')
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('optim')
-    save_tiny_model(d/'tiny', hidden_size=64, num_layers=2, tokenizer=toy_tokenizer())
-    rows = [{'instruction': r['prompt'], 'input': '', 'output': r['chosen']} for r in toy_preferences(32)]
-    (d/'sft.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    return d
+    return tiny_work(tmp_path_factory.mktemp('optim'), {'sft.jsonl': sft_rows(toy_preferences(32))}, hidden_size=64,
+                     num_layers=2, tokenizer=toy_tokenizer())
 
 
 def cfg_for(d:Path, out:str, **kw):
     c = dict(base_model=str(d/'tiny'), datasets=[dict(path=str(d/'sft.jsonl'), type='alpaca')],
              dataset_prepared_path=str(d/'prep'), output_dir=str(d/out), sequence_len=64, micro_batch_size=8,
              learning_rate=1e-2, max_steps=6, logging_steps=1, save_steps=6, seed=0, lr_scheduler='constant')
-    p = d/f'{out}.yml'
-    p.write_text(yaml.safe_dump(c | kw))
-    return load_config(p)
+    return load_config(write_yaml(d/f'{out}.yml', c | kw))
 
 
 def train(cfg):

@@ -1,45 +1,28 @@
 "End-to-end CLI tests for preference training (DPO/ORPO/KTO) and GRPO error paths, on a tiny random model."
 
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from axolotl_nb import grpo, preference
-from axolotl_nb.models import save_tiny_model
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.run import train
-from toys import free_port, toy_preferences, toy_tokenizer
-
-CLI = [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())']
-
-
-def run(*args, cwd=None):
-    env = dict(os.environ, TOKENIZERS_PARALLELISM='false', HF_HUB_OFFLINE='1')
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+from toys import LORA, cli, free_port, tiny_work, toy_preferences, toy_tokenizer, write_yaml
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory):
-    d = tmp_path_factory.mktemp('pref')
-    save_tiny_model(d / 'tiny', tokenizer=toy_tokenizer())
-    (d / 'pref.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(48)))
-    (d / 'kto.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(48, kto=True)))
-    (d / 'prompts.jsonl').write_text(
-        ''.join(json.dumps({'prompt': 'please help me', 'answer': 'thank'}) + '\n' for _ in range(16))
-    )
-    return d
+    files = {'pref.jsonl': toy_preferences(48), 'kto.jsonl': toy_preferences(48, kto=True),
+             'prompts.jsonl': [{'prompt': 'please help me', 'answer': 'thank'}] * 16}
+    return tiny_work(tmp_path_factory.mktemp('pref'), files, tokenizer=toy_tokenizer())
 
 
 def write_cfg(d: Path, name: str, **kw) -> Path:
     cfg = (
         dict(
             base_model=str(d / 'tiny'),
-            adapter='lora',
-            lora_target_linear=True,
-            lora_r=8,
-            lora_alpha=16,
+            **LORA,
             val_set_size=0.25,
             micro_batch_size=8,
             max_steps=6,
@@ -55,24 +38,22 @@ def write_cfg(d: Path, name: str, **kw) -> Path:
         )
         | kw
     )
-    p = d / f'{name}.yml'
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    return write_yaml(d / f'{name}.yml', cfg)
 
 
 def test_dpo_train_evaluate_merge(work):
     "rl: dpo learns the toy preference and saves an adapter; evaluate reports rewards; merge-lora works."
     cfg = write_cfg(work, 'dpo', rl='dpo', datasets=[dict(path=str(work / 'pref.jsonl'), type='prompt_pairs')])
-    r = run('train', cfg)
+    r = cli('train', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     out = work / 'out-dpo'
     assert (out / 'adapter_config.json').exists() and (out / 'axolotl_nb_config.yml').exists()
     s = json.loads((out / 'training_summary.json').read_text())
     assert s['steps'] == 6 and s['metrics']['rewards/accuracies'] > 0.5 and s['metrics']['rewards/margins'] > 0, s
-    r = run('evaluate', cfg)
+    r = cli('evaluate', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'eval_rewards/accuracies' in r.stdout and 'adapter' in r.stdout, r.stdout
-    r = run('merge-lora', cfg)
+    r = cli('merge-lora', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / 'merged' / 'config.json').exists()
 
@@ -86,7 +67,7 @@ def test_switch_method_one_key(work, rl):
         else [dict(path=str(work / 'pref.jsonl'), type='prompt_pairs')]
     )
     cfg = write_cfg(work, rl, rl=rl, datasets=ds)
-    r = run('train', cfg)
+    r = cli('train', cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((work / f'out-{rl}' / 'training_summary.json').read_text())['metrics']
     assert m['rewards/accuracies'] > 0.5, m
@@ -104,7 +85,7 @@ def test_grpo_vllm_unreachable(work):
     port = free_port()
     cfg = grpo_cfg(work, 'grpo', reward_funcs=['exact_answer'], use_vllm=True, vllm_server_host='127.0.0.1',
                    vllm_server_port=port)
-    r = run('train', cfg)
+    r = cli('train', cfg)
     assert r.returncode != 0
     assert f'no vLLM server answers at 127.0.0.1:{port}' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
 
@@ -112,7 +93,7 @@ def test_grpo_vllm_unreachable(work):
 def test_grpo_bad_reward_path(work):
     "A reward function that cannot be imported is named in the error."
     cfg = grpo_cfg(work, 'grpo_bad', reward_funcs=['no_such_rewards_mod.score'])
-    r = run('train', cfg)
+    r = cli('train', cfg)
     assert r.returncode != 0
     assert 'cannot import module `no_such_rewards_mod`' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
 

@@ -6,34 +6,30 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from axolotl_nb.attention import PackedCollator, causal_lm_loss_sum
 from axolotl_nb.cli import main
 from axolotl_nb.config import ConfigError
-from axolotl_nb.models import load_model, load_tokenizer, save_tiny_model
+from axolotl_nb.models import load_model, load_tokenizer
 from axolotl_nb.prompts import DataError
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.run import preprocess
 from axolotl_nb.streaming import PretrainStream, doc_tokens, stream_data
 from axolotl_nb.trainer import build_trainer
-from toys import logged_losses, write_jsonl
+from toys import REPEAT_WORDS, logged_losses, tiny_work, write_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = "the cat sat on a mat and dog ran to big red sun sky blue tree green".split()
 
 
 def docs(n: int) -> list[dict]:
     "`n` documents of 1-40 words (deterministic)."
-    return [{'text': ' '.join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(1 + (i * 7) % 40))} for i in range(n)]
+    w = REPEAT_WORDS
+    return [{'text': ' '.join(w[(i * 3 + j) % len(w)] for j in range(1 + (i * 7) % 40))} for i in range(n)]
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('pretrain')
-    save_tiny_model(d/'tiny', hidden_size=32, num_layers=1)
-    write_jsonl(d/'docs.jsonl', docs(3000))
-    return d
+    return tiny_work(tmp_path_factory.mktemp('pretrain'), {'docs.jsonl': docs(3000)}, hidden_size=32, num_layers=1)
 
 
 def raw(d: Path, **kw) -> dict:
@@ -46,35 +42,47 @@ def raw(d: Path, **kw) -> dict:
 def cfg_for(d: Path, **kw): return load_config(raw(d, **kw))
 
 
+def cfg_tok(d: Path, **kw) -> tuple:
+    "The loaded config and its tokenizer."
+    cfg = cfg_for(d, **kw)
+    return cfg, load_tokenizer(cfg)
+
+
+def doc_stream(tok) -> list[int]:
+    "The tokens of all 3000 documents (EOS after each), in order."
+    return [t for d in doc_tokens(docs(3000), tok) for t in d]
+
+
+def row_tokens(rows) -> list[int]:
+    "The tokens of stream rows (each a list of pieces), in order."
+    return [t for r in rows for p in r for t in p['input_ids']]
+
+
 def test_rows_full_in_order_and_lazy(work):
     "Every row holds exactly sequence_len tokens, the tokens are the documents' (EOS after each) in order, read lazily."
-    cfg = cfg_for(work)
-    tok = load_tokenizer(cfg)
+    cfg, tok = cfg_tok(work)
     ps = PretrainStream(cfg, tok, batch_size=128)
     head = list(itertools.islice(ps, 4))
     assert ps.docs_read <= 128, ps.docs_read  # 4 rows took one tokenizer batch of the 3000 documents
     rows = list(ps)
     lens = [sum(len(p['input_ids']) for p in r) for r in rows]
     assert set(lens[:-1]) == {64} and 0 < lens[-1] <= 64, lens[-3:]
-    want = [t for d in doc_tokens(docs(3000), tok) for t in d]
-    assert [t for r in rows for p in r for t in p['input_ids']] == want
+    want = doc_stream(tok)
+    assert row_tokens(rows) == want
     assert head == rows[:4]
     assert len(rows) == -(-len(want) // 64)
 
 
 def test_shuffled_stream_keeps_every_document(work):
     "shuffle_merged_datasets reorders documents (buffered) but drops none."
-    cfg = cfg_for(work, shuffle_merged_datasets=True)
-    tok = load_tokenizer(cfg)
-    got = [t for r in PretrainStream(cfg, tok, shuffle_buffer=500) for p in r for t in p['input_ids']]
-    want = [t for d in doc_tokens(docs(3000), tok) for t in d]
+    cfg, tok = cfg_tok(work, shuffle_merged_datasets=True)
+    got, want = row_tokens(PretrainStream(cfg, tok, shuffle_buffer=500)), doc_stream(tok)
     assert got != want and sorted(got) == sorted(want)
 
 
 def test_document_boundaries_isolate_documents(work):
     "A packed stream batch's loss equals the token-weighted loss of its document pieces, each run alone."
-    cfg = cfg_for(work)
-    tok = load_tokenizer(cfg)
+    cfg, tok = cfg_tok(work)
     model = load_model(cfg, tok, for_training=False).eval()
     coll = PackedCollator('sdpa', pad_token_id=0)
     rows = list(itertools.islice(PretrainStream(cfg, tok), 2))
@@ -93,8 +101,7 @@ def test_document_boundaries_isolate_documents(work):
 
 def test_trainer_gets_no_sampler(work):
     "The run path's train split is the stream: batches of micro_batch_size full rows with restarting positions."
-    cfg = cfg_for(work)
-    tok = load_tokenizer(cfg)
+    cfg, tok = cfg_tok(work)
     train, ev, rep = stream_data(cfg, tok)
     tr = build_trainer(cfg, load_model(cfg, tok), tok, train, ev, report_to='none')
     b = next(iter(tr.get_train_dataloader()))
@@ -128,8 +135,7 @@ def test_bad_column_and_offline_hub(work, monkeypatch):
 
 def test_cli_train_on_stream(work):
     "`axolotl-nb train` of a tiny random model on the stream: exit 0, max_steps steps, a loss logged at every step."
-    p = work/'train.yml'
-    p.write_text(yaml.safe_dump(raw(work)))
+    p = write_yaml(work/'train.yml', raw(work))
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc = main(['train', str(p)])

@@ -7,19 +7,16 @@ import pytest
 import yaml
 
 from axolotl_nb import reward
-from axolotl_nb.models import save_tiny_model
-from axolotl_nb.rules import load_config
-from toys import toy_preferences, toy_tokenizer
+from axolotl_nb.load import load_config
+from toys import tiny_work, toy_preferences, toy_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('reward')
-    save_tiny_model(d/'tiny', hidden_size=32, num_layers=1, tokenizer=toy_tokenizer())
-    (d/'pairs.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in toy_preferences(32)))
-    return d
+    return tiny_work(tmp_path_factory.mktemp('reward'), {'pairs.jsonl': toy_preferences(32)}, hidden_size=32,
+                     num_layers=1, tokenizer=toy_tokenizer())
 
 
 def tiny(work:Path, out:str, **kw):

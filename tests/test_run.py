@@ -4,12 +4,11 @@ import contextlib, io, json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from axolotl_nb import grpo, preference, run
-from axolotl_nb.rules import load_config
-from axolotl_nb.trainer import TrainingDiverged
-from toys import method_data
+from axolotl_nb.load import load_config
+from axolotl_nb.callbacks import TrainingDiverged
+from toys import method_cfg, method_data, write_yaml
 
 METHODS = {'sft': None, 'dpo': preference.method, 'grpo': lambda cfg: grpo.GRPO}
 
@@ -19,20 +18,13 @@ def work(tmp_path_factory) -> Path:
     return method_data(tmp_path_factory.mktemp('run'), 'run_rewards', n_prompts=24)
 
 
+RUN = dict(val_set_size=0.25, learning_rate=1e-3, max_steps=2, save_steps=2, seed=0, use_tensorboard=True)
+
+
 def cfg_for(d:Path, method:str, out:str, **kw):
-    data = {'sft': dict(path=str(d/'sft.jsonl'), type='alpaca'), 'grpo': dict(path=str(d/'prompts.jsonl')),
-            'dpo': dict(path=str(d/'pref.jsonl'), type='prompt_pairs')}[method]
-    c = dict(base_model=str(d/'tiny'), datasets=[data], dataset_prepared_path=str(d/'prep'), output_dir=str(d/out),
-             adapter='lora', lora_r=4, lora_alpha=8, lora_target_linear=True, sequence_len=64, micro_batch_size=4,
-             val_set_size=0.25, learning_rate=1e-3, max_steps=2, save_steps=2, logging_steps=1, seed=0,
-             use_tensorboard=True)
-    if method != 'sft': c['rl'] = method
-    if method == 'grpo':  # a reward with spread (so there is a gradient), from a module beside the config
-        c |= dict(trust_remote_code=True, trl=dict(num_generations=4, max_completion_length=4,
-                                                   reward_funcs=['run_rewards.words']))
+    "The loaded config of a 2-step run of `method` (`kw` wins), from a YAML file of its own."
     p = d/f'{out}-{len(list(d.glob("*.yml")))}.yml'
-    p.write_text(yaml.safe_dump(c | kw))
-    return load_config(p)
+    return load_config(write_yaml(p, method_cfg(d, method, out, 'run_rewards', **(RUN | kw))))
 
 
 def train(method:str, cfg):

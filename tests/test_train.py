@@ -2,32 +2,30 @@
 
 Resume-after-SIGKILL parity, loss watchdog, QLoRA, eval parity."""
 
-import contextlib, io, json, math, os, random, signal, subprocess, sys, time
+import contextlib, io, json, math, os, random, signal, subprocess, time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from axolotl_nb.rules import load_config
-from axolotl_nb.models import save_tiny_model
+from axolotl_nb.load import load_config
 from axolotl_nb.run import evaluate, train
-from axolotl_nb.trainer import TrainingDiverged
-from toys import LORA, REPEAT_WORDS, run_yaml, write_jsonl
+from axolotl_nb.callbacks import TrainingDiverged
+from toys import CLI, LORA, REPEAT_WORDS, run_yaml, tiny_work
 
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp('train')
-    save_tiny_model(d / 'tiny', hidden_size=64, num_layers=2)
+    "The tiny model and 96 train + 16 eval alpaca rows: repeat 3-12 words."
     rng = random.Random(0)
 
     def row():
         ws = rng.choices(REPEAT_WORDS, k=rng.randint(3, 12))
         return {'instruction': 'Repeat: ' + ' '.join(ws), 'input': '', 'output': ' '.join(ws)}
 
-    for name, n in (('train', 96), ('eval', 16)):
-        write_jsonl(d / f'{name}.jsonl', [row() for _ in range(n)])
-    return d
+    rows = [row() for _ in range(96 + 16)]
+    return tiny_work(tmp_path_factory.mktemp('train'), {'train.jsonl': rows[:96], 'eval.jsonl': rows[96:]},
+                     hidden_size=64, num_layers=2)
 
 
 def make_cfg(d: Path, out: str, **kw) -> Path:
@@ -40,9 +38,7 @@ def make_cfg(d: Path, out: str, **kw) -> Path:
 def cli(*args, **popen_kw):
     "`axolotl-nb ARGS` in a subprocess (output piped unless redirected)."
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) | popen_kw
-    return subprocess.Popen(
-        [sys.executable, '-c', 'import sys; from axolotl_nb.cli import main; sys.exit(main())', *map(str, args)], **kw
-    )
+    return subprocess.Popen([CLI, *map(str, args)], **kw)
 
 
 def final_loss(out: Path) -> float:
@@ -98,17 +94,8 @@ def test_resume_after_sigkill_matches_uninterrupted(workdir):
 
 def test_loss_watchdog_stops_run(workdir):
     "A loss above loss_watchdog_threshold for loss_watchdog_patience logs stops training loudly (exit code 5)."
-    cfg = load_config(
-        make_cfg(
-            workdir,
-            'watchdog',
-            max_steps=30,
-            save_strategy='no',
-            eval_strategy='no',
-            loss_watchdog_threshold=0.01,
-            loss_watchdog_patience=3,
-        )
-    )
+    cfg = load_config(make_cfg(workdir, 'watchdog', max_steps=30, save_strategy='no', eval_strategy='no',
+                               loss_watchdog_threshold=0.01, loss_watchdog_patience=3))
     with pytest.raises(TrainingDiverged) as e:
         train(cfg)
     assert e.value.exit_code == 5 and 'step 3' in str(e.value) and 'loss_watchdog_threshold' in str(e.value)
@@ -119,19 +106,8 @@ def test_loss_watchdog_stops_run(workdir):
 
 def test_qlora_on_cpu_loss_falls(workdir):
     "QLoRA (NF4 base via bitsandbytes on CPU) trains through train(): eval loss falls."
-    cfg = load_config(
-        make_cfg(
-            workdir,
-            'qlora',
-            adapter='qlora',
-            load_in_4bit=True,
-            max_steps=16,
-            learning_rate=3e-3,
-            eval_steps=16,
-            save_strategy='no',
-            bnb_4bit_compute_dtype='float32',
-        )
-    )
+    cfg = load_config(make_cfg(workdir, 'qlora', adapter='qlora', load_in_4bit=True, max_steps=16, learning_rate=3e-3,
+                               eval_steps=16, save_strategy='no', bnb_4bit_compute_dtype='float32'))
     s = train(cfg)
     assert s.steps == 16 and s.eval_loss is not None
     base = evaluate(cfg.model_copy(update={'output_dir': str(workdir / 'nowhere')}))['eval_loss']
