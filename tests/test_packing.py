@@ -12,7 +12,10 @@ import torch
 from axolotl_nb.attention import PackedCollator, causal_lm_loss_sum, eval_loss, model_mask_kwargs, packed_dataloader
 from axolotl_nb.packing import MultipackBatchSampler, pack, pack_plan
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+
+def gpu(test):
+    "A `cuda` test (`pytest -m cuda`), skipped where there is no GPU."
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')(test))
 
 
 def _docs(n=10, seed=0, vocab=101):
@@ -44,8 +47,8 @@ def _model(arch, attn, device, dtype=torch.float32):
     return AutoModelForCausalLM.from_config(c, attn_implementation=attn, dtype=dtype).to(device).eval()
 
 
-def _parity(arch, attn, device, dtype=torch.float32):
-    "Packed loss/grads vs one-by-one (token-weighted) on `device`: returns (loss diff, max grad diff)."
+def _parity(arch, attn, device, dtype=torch.float32, tol=1e-5, grads=True):
+    "Packed loss (and, with `grads`, every gradient) within `tol` of one document at a time (token-weighted)."
     docs = _docs()
     bins = pack([len(d['input_ids']) for d in docs], 96)
     m = _model(arch, attn, device, dtype)
@@ -66,7 +69,22 @@ def _parity(arch, attn, device, dtype=torch.float32):
         (li / n).backward()
         tot += li.item()
     gs = torch.cat([p.grad.flatten().float() for p in m.parameters() if p.grad is not None])
-    return abs(lp - tot / n), float((gp - gs).abs().max())
+    dl, dg = abs(lp - tot / n), float((gp - gs).abs().max())
+    assert dl < tol and (dg < tol or not grads), (dl, dg)
+
+
+def _unsupervised() -> list[dict]:
+    "Six documents without a supervised token (every label -100)."
+    return [dict(input_ids=d['input_ids'], labels=[-100] * len(d['input_ids'])) for d in _docs(6)]
+
+
+def _rows(docs: list[dict], packed: bool) -> list[list[dict]]:
+    "Six documents as two packed rows of three, or one document per row."
+    return [docs[:3], docs[3:]] if packed else [[d] for d in docs]
+
+
+def _grads_finite(m) -> bool:
+    return all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 
 def test_dataloader_epochs_cover_data():
@@ -115,65 +133,46 @@ def test_one_plan_per_epoch(monkeypatch):
 @pytest.mark.parametrize('packed', [True, False])
 def test_unsupervised_batch_no_nan(packed):
     "A batch whose labels are all -100 gives a zero summed loss, finite zero grads and a finite eval loss."
-    docs = [dict(input_ids=d['input_ids'], labels=[-100] * len(d['input_ids'])) for d in _docs(6)]
+    docs = _unsupervised()
     m = _model('llama', 'sdpa', 'cpu')
     coll = PackedCollator('sdpa')
-    batch = coll([docs[:3], docs[3:]] if packed else [[d] for d in docs])
-    loss, n = causal_lm_loss_sum(m, batch)
+    loss, n = causal_lm_loss_sum(m, coll(_rows(docs, packed)))
     (loss / max(n, 1)).backward()
     assert (loss.item(), n) == (0.0, 0)
-    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    assert _grads_finite(m)
     lens = [len(d['input_ids']) for d in docs]
     dl = (packed_dataloader(docs, MultipackBatchSampler(lens, 96, 2, drop_last=False), coll) if packed
           else torch.utils.data.DataLoader(docs, batch_size=2, collate_fn=coll))
     assert eval_loss(m, dl) == 0.0
 
 
-@pytest.mark.parametrize('arch', ['mixtral', 'qwen3_moe'])
+@pytest.mark.parametrize('arch', ['llama', 'qwen2', 'mixtral', 'qwen3_moe'])
 @pytest.mark.parametrize('attn', ['sdpa', 'packed_sdpa'])
-def test_cpu_parity_moe(arch, attn):
-    dl, dg = _parity(arch, attn, 'cpu')
-    assert dl < 1e-5 and dg < 1e-5, (dl, dg)
+def test_cpu_parity(arch, attn):
+    "Dense (Llama, Qwen2 with a sliding window) and MoE (Mixtral, Qwen3-MoE): fp32 packed == one by one."
+    _parity(arch, attn, 'cpu')
 
 
-@pytest.mark.parametrize('arch', ['llama', 'qwen2'])
-def test_cpu_parity_sdpa(arch):
-    dl, dg = _parity(arch, 'sdpa', 'cpu')
-    assert dl < 1e-5 and dg < 1e-5, (dl, dg)
-
-
-@pytest.mark.cuda
-@cuda
+@gpu
 @pytest.mark.parametrize('arch', ['llama', 'qwen2'])
 @pytest.mark.parametrize('attn', ['sdpa', 'eager', 'packed_sdpa'])
 def test_gpu_parity_fp32(arch, attn):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    dl, dg = _parity(arch, attn, 'cuda')
-    assert dl < 1e-5 and dg < 1e-5, (dl, dg)
+    _parity(arch, attn, 'cuda')
 
 
-@pytest.mark.cuda
-@cuda
+@gpu
 @pytest.mark.parametrize('arch', ['llama', 'qwen2'])
 def test_gpu_parity_flex_bf16(arch):
     "flex_attention with our document BlockMask (bf16, head_dim 64: Inductor cannot lower flex at tiny head dims)."
-    dl, dg = _parity(arch, 'flex_attention', 'cuda', torch.bfloat16)
-    assert dl < 1e-3, dl
+    _parity(arch, 'flex_attention', 'cuda', torch.bfloat16, tol=1e-3, grads=False)
 
 
-@pytest.mark.parametrize('arch', ['llama', 'qwen2'])
-def test_cpu_parity_packed_sdpa(arch):
-    dl, dg = _parity(arch, 'packed_sdpa', 'cpu')
-    assert dl < 1e-5 and dg < 1e-5, (dl, dg)
-
-
-@pytest.mark.cuda
-@cuda
+@gpu
 @pytest.mark.skipif(importlib.util.find_spec('flash_attn') is None, reason='flash-attn not installed')
 def test_gpu_flash_varlen_bf16():
-    dl, dg = _parity('llama', 'flash_attention_2', 'cuda', torch.bfloat16)
-    assert dl < 2e-2, dl
+    _parity('llama', 'flash_attention_2', 'cuda', torch.bfloat16, tol=2e-2, grads=False)
 
 
 @pytest.mark.slow
@@ -199,7 +198,7 @@ def test_yaml_packed_sdpa_selectable(tmp_path):
     "`attn_implementation: packed_sdpa` in a config loads the model on it, flattens the batch, and matches sdpa's loss."
     from axolotl_nb.attention import collate_fn_for
     from axolotl_nb.models import load_model, load_tokenizer, save_tiny_model
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     save_tiny_model(tmp_path / 'tiny')
     losses = {}
     for attn in ('packed_sdpa', 'sdpa'):
@@ -220,15 +219,14 @@ def test_yaml_packed_sdpa_selectable(tmp_path):
 def test_unsupervised_batch_training_loss_finite(packed):
     "The training loss (09_loss's chunked loss, as the Trainer calls it) of an all -100 batch is 0, with 0 grads."
     from axolotl_nb.loss import causal_lm_loss
-    docs = [dict(input_ids=d['input_ids'], labels=[-100] * len(d['input_ids'])) for d in _docs(6)]
     m = _model('llama', 'sdpa', 'cpu').train()
-    batch = PackedCollator('sdpa')([docs[:3], docs[3:]] if packed else [[d] for d in docs])
+    batch = PackedCollator('sdpa')(_rows(_unsupervised(), packed))
     for nib in (None, 0):  # no divisor, and the Trainer's count of supervised tokens across accumulation (0 here)
         m.zero_grad()
         loss = causal_lm_loss(m, batch, num_items_in_batch=nib)
         loss.backward()
         assert loss.item() == 0.0, (nib, loss)
-        assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+        assert _grads_finite(m)
 
 
 def test_run_packs_each_epoch_once(tmp_path, monkeypatch):
@@ -237,7 +235,7 @@ def test_run_packs_each_epoch_once(tmp_path, monkeypatch):
     import yaml
     import axolotl_nb.packing as P
     from axolotl_nb.models import save_tiny_model
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.run import train
     save_tiny_model(tmp_path / 'tiny')
     g = np.random.default_rng(0)

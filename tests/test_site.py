@@ -65,6 +65,10 @@ def load(browser, url:str) -> list[str]:
     browser.execute_script('return new Promise(r => setTimeout(r, 300))')
     return [f"{url}: {e['message']}" for e in browser.get_log('browser') if e['level'] == 'SEVERE']
 
+def each_page(browser, base:str):
+    "Load every sidebar page in turn: yields (page, the console errors it logged) while it is open in `browser`."
+    for _, page in nav_pages(): yield page, load(browser, base + page)
+
 def outputs_expected(page:str) -> int:
     "How many code cells of the page must show output, counted from nbdev's processed notebook (not from the page)."
     staged = json.loads((STAGED/page.replace('.html', '.ipynb')).read_text())
@@ -89,11 +93,9 @@ JS_CELLS = """return [...document.querySelectorAll('div.jp-CodeCell[id^="cell-id
 
 def test_site_pages(site, browser):
     "Every sidebar page loads without a console error; every code cell output of its notebook is rendered."
-    base, _ = site
-    pages = nav_pages()
     errors, empty = [], []
-    for sec, page in pages:
-        errors += load(browser, base + page)
+    for page, errs in each_page(browser, site[0]):
+        errors += errs
         if not page.endswith(('.html',)) or not (STAGED/page.replace('.html', '.ipynb')).exists(): continue
         got = browser.execute_script(JS_CELLS)
         shown = [g for g in got if g['text'] or any(wd and ht for wd, ht in g['imgs'])]
@@ -102,14 +104,14 @@ def test_site_pages(site, browser):
         empty += [f"{page}: image of size {wd}x{ht}" for g in got for wd, ht in g['imgs'] if not (wd and ht)]
     assert not errors, '\n'.join(errors)
     assert not empty, "outputs missing on the page:\n" + '\n'.join(empty)
+    pages = nav_pages()
     assert {s for s, _ in pages} >= {'Home', 'Tutorials', 'Benchmarks'} and len(pages) >= 15, pages
 
 def test_no_broken_internal_links(site, browser):
     "Every internal link and image on every page resolves (no 404), including what the browser itself fetched."
     base, missing = site
     hrefs = set()
-    for _, page in nav_pages():
-        load(browser, base + page)
+    for _ in each_page(browser, base):
         hrefs |= set(browser.execute_script(
             "return [...document.querySelectorAll('a[href], img[src]')].map(e => e.href || e.src)"))
     internal = {urllib.parse.urldefrag(h)[0] for h in hrefs if h.startswith(base)}
