@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: install, check notebooks and package are in sync, run the notebook tests and pytest.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/install.sh
-. "${AXOLOTL_NB_VENV:-.venv}/bin/activate"
-export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 MPLBACKEND=Agg
+. "$(dirname "$0")/setup.sh"
 
 # Content hashes of every notebook and module (names included, so a new or deleted file counts too).
 tree_hash() { find nbs axolotl_nb -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' \
