@@ -1,5 +1,10 @@
-"Shared by the bench scripts: each writes only its own section of docs/benchmarks.md; memory, GEMM peak, worker flags."
+"""Shared by the bench scripts: options, workers in their own process, memory, the GEMM peak, and the report (each
+script writes only its own section of docs/benchmarks.md)."""
+import argparse
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +34,27 @@ def status_mib(key:str) -> float:
     for line in open('/proc/self/status'):
         if line.split(':')[0] == key: return int(line.split()[1]) / 1024
     return 0.0
+
+def parser(doc:str, **ints:int|tuple[int, str]) -> argparse.ArgumentParser:
+    "A bench's options: `doc`'s first line, an int `--NAME` per keyword (a default, or (default, help)), `--no-write`."
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, v in ints.items():
+        default, help = v if isinstance(v, tuple) else (v, None)
+        ap.add_argument(f'--{name}', type=int, default=default, help=help)
+    ap.add_argument('--no-write', action='store_true', help='print the report only, do not touch docs/benchmarks.md')
+    return ap
+
+def result(res:dict) -> None:
+    "A worker's answer (see `run_worker`): one `RESULT {json}` line on stdout."
+    print('RESULT ' + json.dumps(res), flush=True)
+
+def run_worker(cmd:list[str], what:str, env:dict|None=None) -> dict:
+    "Run the worker process `cmd`: its `result`, or exit naming `what`, with the tail of what it printed."
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith('RESULT ')]
+    if p.returncode or not lines:
+        sys.exit(f"{what} failed (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return json.loads(lines[-1][len('RESULT '):])
 
 def flags(args, *names:str) -> list[str]:
     "`--NAME VALUE` for each of `names` from the parsed `args`: the same settings for a worker subprocess."

@@ -12,7 +12,6 @@ tests/test_parity.py (no Axolotl needed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -22,6 +21,9 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import parser, write_section  # noqa: E402
 
 IGNORE = -100
 
@@ -328,7 +330,7 @@ def write_case(case: dict, d: Path, tok: Path) -> Path:
 
 def ours(cfg_path: Path, tokenizer) -> list[dict]:
     "Our rows for a case config: every raw row through our strategy (no filtering, so rows line up)."
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.data import load_source, tokenize_dataset
     from axolotl_nb.strategies import get_strategy
 
@@ -381,11 +383,10 @@ def table(results: list[tuple[str, dict]]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = parser(__doc__)
     ap.add_argument('--axolotl-python', required=True, help='python of a venv with axolotl==0.21.0')
     ap.add_argument('--cases', default='', help='only cases whose name contains this')
     ap.add_argument('--workdir', default=None)
-    ap.add_argument('--no-write', action='store_true', help='do not write docs/benchmarks.md')
     a = ap.parse_args(argv)
     import datasets
     from transformers import AutoTokenizer
@@ -414,9 +415,6 @@ def main(argv=None) -> int:
     for d in details:
         print('\n' + d)
     if not a.no_write:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from _common import write_section
-
         cmd = 'python bench/axolotl_parity.py --axolotl-python /work/axolotl-venv/bin/python'
         body = (
             f"## Label parity with Axolotl 0.21.0 (`bench/axolotl_parity.py`)\n\n`{cmd}` — the same YAML and JSONL "

@@ -10,13 +10,13 @@ Usage: python bench/distributed.py [--hidden 512] [--layers 8] [--steps 3] [--no
 """
 
 from __future__ import annotations
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import flags, publish, status_mib  # noqa: E402
+from _common import flags, parser, publish, status_mib  # noqa: E402
 
 
 def build(args, meta: bool):
@@ -113,20 +113,14 @@ def mib(b: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--hidden', type=int, default=512)
-    ap.add_argument('--layers', type=int, default=8)
-    ap.add_argument('--vocab', type=int, default=8192)
-    ap.add_argument('--seq', type=int, default=256)
-    ap.add_argument('--bs', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=3)
+    sizes = dict(hidden=512, layers=8, vocab=8192, seq=256, bs=2, steps=3)
+    ap = parser(__doc__, **sizes)
     ap.add_argument('--worker', choices=['fsdp2', 'ddp'])
     ap.add_argument('--out')
-    ap.add_argument('--no-write', action='store_true')
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    shared = flags(args, 'hidden', 'layers', 'vocab', 'seq', 'bs', 'steps')
+    shared = flags(args, *sizes)
     res = {}
     with tempfile.TemporaryDirectory() as d:
         for mode in ('ddp', 'fsdp2'):
@@ -166,9 +160,7 @@ def main() -> None:
             )
     ratio = max(t for t, _ in tot['fsdp2']) / max(t for t, _ in tot['ddp'])
     rss = max(r for _, r in tot['fsdp2']) / max(r for _, r in tot['ddp'])
-    cmd = 'python bench/distributed.py' + ''.join(
-        f' --{k} {v}' for k, v in vars(args).items() if k in ('hidden', 'layers', 'vocab', 'seq', 'bs', 'steps')
-    )
+    cmd = ' '.join(['python bench/distributed.py', *shared])
     n = res['ddp'][0]['n_params']
     body = '\n'.join(
         [

@@ -9,13 +9,13 @@ random-token data (log-normal lengths, median ~300, clipped to 2048), micro batc
 checkpointing, both runs in one process. Anchor: torchtune reports 7.4 GiB and 2413 tok/s for Llama-3-8B QLoRA on a
 4090.
 """
-import argparse, gc, json, sys, tempfile, time
+import gc, json, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import publish  # noqa: E402
+from bench._common import parser, publish  # noqa: E402
 
 def make_model(dest:Path, tiny:bool) -> dict:
     "Write a random-init Llama (8B shape, or tiny) to `dest` in bf16."
@@ -83,7 +83,7 @@ def finish(tr, meter) -> dict:
     return res
 
 def base_cfg(model_dir:Path, out:Path, steps:int, tiny:bool, attn:str='sdpa', chunked:bool=True):
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     return load_config(dict(base_model=str(model_dir), datasets=[dict(path='unused.jsonl', type='completion')],
         sequence_len=2048, sample_packing=True, adapter='qlora', load_in_4bit=True, lora_r=16, lora_alpha=32,
         lora_target_linear=True, micro_batch_size=1, gradient_accumulation_steps=1, max_steps=steps, learning_rate=2e-4,
@@ -123,14 +123,11 @@ def run_trl(cfg, tok, rows, warmup) -> dict:
     return finish(tr, meter)
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--steps', type=int, default=12)
-    ap.add_argument('--warmup', type=int, default=2)
+    ap = parser(__doc__, steps=12, warmup=2)
     ap.add_argument('--tiny', action='store_true')
     ap.add_argument('--workdir', default=None)
     ap.add_argument('--attn', default='sdpa',
                     help='our attention backend (sdpa: 4D bool mask; flex_attention: BlockMask); TRL always uses sdpa')
-    ap.add_argument('--no-write', action='store_true', help='print only')
     ap.add_argument('--hf-loss-row', action='store_true', help='add ours with `chunked_cross_entropy: false`')
     a = ap.parse_args()
     from axolotl_nb.models import tiny_tokenizer
@@ -168,6 +165,6 @@ def main():
     lines += ["", "Anchor (not measured here): torchtune reports 7.4 GiB and 2,413 tok/s for Llama-3-8B QLoRA on an "
               "RTX 4090."]
     title = '## QLoRA on a Llama-3-8B-shaped model (GPU, `bench/gpu_qlora.py`)\n\n'
-    publish('gpu_qlora', title + '\n'.join(lines))
+    publish('gpu_qlora', title + '\n'.join(lines), not a.no_write)
 
 if __name__ == '__main__': main()

@@ -17,12 +17,12 @@ Peak RSS is Linux `VmHWM`, reset (`/proc/self/clear_refs`) after the model, adap
 "training" column is what the steps add on top of the weights. CPU seconds are the process's user+system time over
 the timed steps (after one warm-up step): on a shared machine they are steadier than wall time.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import publish, status_mib  # noqa: E402
+from bench._common import flags, parser, publish, result, run_worker, status_mib  # noqa: E402
 
 VARIANTS = {'hf': 'HF default loss (full logits)', 'ours': 'axolotl_nb chunked loss',
             'trl': 'TRL 1.16 SFTTrainer (fused LM head)'}
@@ -134,27 +134,18 @@ def table(res:dict, a) -> str:
     return '## Memory: chunked cross-entropy vs HF default vs TRL (CPU, `bench/memory.py`)\n\n' + '\n'.join(lines)
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--steps', type=int, default=3)
-    ap.add_argument('--seq', type=int, default=2048)
-    ap.add_argument('--hidden', type=int, default=2048)
-    ap.add_argument('--threads', type=int, default=2)
+    ap = parser(__doc__, steps=(3, 'optimizer steps; the first is warm-up for the timings (at least 2)'), seq=2048,
+                hidden=2048, threads=2)
     ap.add_argument('--variants', default='hf,ours,trl')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
-    ap.add_argument('--no-write', action='store_true')
     a = ap.parse_args()
-    if a.one:
-        print('RESULT ' + json.dumps(run_variant(a.one, a)))
-        return
+    if a.steps < 2: ap.error(f'--steps {a.steps}: at least 2 (the first step is warm-up, the timings are the rest)')
+    if a.one: return result(run_variant(a.one, a))
     res = {}
+    env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'TOKENIZERS_PARALLELISM': 'false'}
     for v in a.variants.split(','):
-        cmd = [sys.executable, __file__, '--one', v, '--steps', str(a.steps), '--seq', str(a.seq),
-               '--hidden', str(a.hidden), '--threads', str(a.threads)]
-        env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'TOKENIZERS_PARALLELISM': 'false'}
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        out = [ln for ln in p.stdout.splitlines() if ln.startswith('RESULT ')]
-        if p.returncode or not out: sys.exit(f"variant {v} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
-        res[v] = json.loads(out[-1][7:])
+        cmd = [sys.executable, __file__, '--one', v, *flags(a, 'steps', 'seq', 'hidden', 'threads')]
+        res[v] = run_worker(cmd, f'variant {v}', env)
         print(json.dumps(res[v]), flush=True)
     md = table(res, a)
     publish('memory', md, not a.no_write)

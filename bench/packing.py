@@ -4,7 +4,7 @@ Writes the `packing` section of docs/benchmarks.md. Usage: python bench/packing.
 """
 
 from __future__ import annotations
-import argparse, sys, time
+import sys, time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from axolotl_nb.packing import efficiency, instruction_lengths, lower_bound, pac
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import publish  # noqa: E402
+from bench._common import parser, publish  # noqa: E402
 
 
 @njit(cache=True)
@@ -134,10 +134,7 @@ def bench(lengths: np.ndarray, cap: int, name: str, seed: int = 0) -> list[dict]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--n', type=int, default=100_000, help='examples in the synthetic distribution')
-    ap.add_argument('--no-write', action='store_true', help='print only, do not touch docs/benchmarks.md')
-    a = ap.parse_args()
+    a = parser(__doc__, n=(100_000, 'examples in the synthetic distribution')).parse_args()
     pack(np.array([1, 2]), 4)
     _axolotl_pack_group(np.array([1, 2]), 4, 200)  # JIT warm-up, not timed
     rows = []

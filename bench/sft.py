@@ -9,10 +9,12 @@ real (non-padding) tokens per second after the first step (warm-up excluded). Wr
 docs/benchmarks.md.
 """
 
-import argparse, json, os, platform, resource, subprocess, sys, time
+import argparse, os, platform, resource, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench._common import flags, publish, result, run_worker  # noqa: E402
 
 
 def _timing_callback(counter):
@@ -43,8 +45,8 @@ def _result(tc, name: str, hist: list) -> dict:
 
 
 def worker(which: str, cfg_path: str, steps: int) -> dict:
-    from axolotl_nb.config import resolve_path
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.prepare import resolve_path
+    from axolotl_nb.load import load_config
     from axolotl_nb.trainer import build_trainer, build_training_args, _real_tokens
     from axolotl_nb.run import load_for_training
 
@@ -103,20 +105,10 @@ def main():
     ap.add_argument('--out', default=str(ROOT / 'docs' / 'benchmarks.md'))
     ap.add_argument('--worker', choices=['ours', 'trl'])
     a = ap.parse_args()
-    if a.worker:
-        print('RESULT ' + json.dumps(worker(a.worker, a.config, a.steps)))
-        return
+    if a.worker: return result(worker(a.worker, a.config, a.steps))
     res = []
     for w in ('ours', 'trl'):
-        p = subprocess.run(
-            [sys.executable, __file__, '--worker', w, '--steps', str(a.steps), '--config', a.config],
-            capture_output=True,
-            text=True,
-        )
-        line = [l for l in p.stdout.splitlines() if l.startswith('RESULT ')]
-        if p.returncode or not line:
-            sys.exit(f"{w} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-        res.append(json.loads(line[-1][7:]))
+        res.append(run_worker([sys.executable, __file__, '--worker', w, *flags(a, 'steps', 'config')], w))
         print(res[-1], flush=True)
     ours, trl = res
     cmd = 'python bench/sft.py ' + ' '.join(sys.argv[1:])
@@ -149,9 +141,6 @@ on the assistant answers only.
 
 Command: `{cmd}`
 """
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import publish
-
     publish('sft', body, a.out)
 
 

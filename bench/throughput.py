@@ -12,7 +12,7 @@ Usage: python bench/throughput.py --ab 3 --shape smollm2 --lora --seq 512 --step
 """
 
 from __future__ import annotations
-import argparse, sys, time, warnings
+import sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from axolotl_nb.attention import PackedCollator, packed_dataloader
 from axolotl_nb.packing import MultipackBatchSampler, instruction_lengths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._common import gemm_flops, publish  # noqa: E402
+from bench._common import gemm_flops, parser, publish  # noqa: E402
 
 V = 8192
 
@@ -315,13 +315,10 @@ def ab_report(a, res, losses, step_s, coll_ms, prof, mfu) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--steps', type=int, default=4, help='timed steps per variant (after 1 warm-up)')
-    ap.add_argument('--seq', type=int, default=2048)
-    ap.add_argument('--n', type=int, default=400, help='examples in the pool')
+    ap = parser(__doc__, steps=(4, 'timed steps per variant (after 1 warm-up)'), seq=2048,
+                n=(400, 'examples in the pool'))
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--attn', default='sdpa', help='sdpa | eager | flash_attention_2 (GPU)')
-    ap.add_argument('--no-write', action='store_true')
     ap.add_argument(
         '--pad-packed', action='store_true', help='pad packed rows to --seq (static shapes; default on GPU)'
     )
