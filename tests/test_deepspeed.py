@@ -14,21 +14,20 @@
 The CPU-offload presets need DeepSpeed's CPU Adam op, which DeepSpeed compiles the first time (minutes): they run
 with AXOLOTL_NB_SLOW=1.
 """
-import json, math, os, random, shutil, signal, subprocess, sys, time
+import json, math, os, random, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from axolotl_nb.launch import deepspeed_available, deepspeed_presets
-from toys import KILLABLE, free_port, logged_losses, run_yaml, write_jsonl
+from toys import CLI, KILLABLE, free_port, logged_losses, run_yaml, tiny_work
 
 pytestmark = [pytest.mark.distributed,
               pytest.mark.skipif(not deepspeed_available(), reason="DeepSpeed is not installed (extra `deepspeed`)")]
 RTOL = 1e-5
 STEPS, SAVE = 8, 4
 KILL_STEPS, KILL_SAVE = 120, 40  # a step takes ~0.1 s: leave seconds between the first checkpoint and the end
-CLI = [sys.executable, shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
 SLOW = pytest.mark.skipif(not os.environ.get('AXOLOTL_NB_SLOW'),
                           reason='compiles DeepSpeed CPU Adam (set AXOLOTL_NB_SLOW=1)')
@@ -52,14 +51,10 @@ def torchrun_args() -> list[str]:
 @pytest.fixture(scope='module')
 def d(tmp_path_factory) -> Path:
     "A tiny Llama and 64 alpaca rows that all tokenize to the same length (same words after a fixed first one)."
-    from axolotl_nb.models import save_tiny_model
-    d = tmp_path_factory.mktemp('ds')
-    save_tiny_model(d/'tiny', hidden_size=64, num_layers=2)
     words, rng = "cat sat on a mat and dog ran to big red sun".split(), random.Random(0)
     rows = [dict(instruction='Repeat the words', input='', output='the ' + ' '.join(rng.sample(words, len(words))))
             for _ in range(64)]
-    write_jsonl(d/'train.jsonl', rows)
-    return d
+    return tiny_work(tmp_path_factory.mktemp('ds'), {'train.jsonl': rows}, hidden_size=64, num_layers=2)
 
 
 def config(d:Path, name:str, **kw) -> Path:
@@ -70,7 +65,7 @@ def config(d:Path, name:str, **kw) -> Path:
 
 def train(d:Path, name:str, procs:int=2, **kw) -> subprocess.CompletedProcess:
     "Run `axolotl-nb train` (under torchrun for procs=2) and fail with its output if it fails."
-    cmd = [*CLI, 'train', str(config(d, name, **kw))] + (torchrun_args() if procs > 1 else [])
+    cmd = [CLI, 'train', str(config(d, name, **kw))] + (torchrun_args() if procs > 1 else [])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ENV)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-5000:]
     return r
@@ -122,7 +117,7 @@ def test_zero3_lora_checkpoint_merges(d):
     sd = load_file(ck/'adapter_model.safetensors')
     assert sd and all(t.numel() > 0 for t in sd.values()), 'ZeRO-3 saved empty (partitioned) adapter tensors'
     assert any(k.endswith('lora_B.weight') and t.abs().max() > 0 for k, t in sd.items()), 'adapter did not train'
-    m = subprocess.run([*CLI, 'merge-lora', str(d/'z3lora.yml'), '--lora_model_dir', str(ck)], capture_output=True,
+    m = subprocess.run([CLI, 'merge-lora', str(d/'z3lora.yml'), '--lora_model_dir', str(ck)], capture_output=True,
                        text=True, timeout=600, env=ENV)
     assert m.returncode == 0, m.stderr[-3000:]
     merged = AutoModelForCausalLM.from_pretrained(d/'z3lora'/'merged')
@@ -141,7 +136,7 @@ def test_kill_then_auto_resume_reaches_same_losses(d):
     kw = dict(deepspeed='zero2', max_steps=KILL_STEPS, save_steps=KILL_SAVE, auto_resume_from_checkpoints=True)
     train(d, 'whole', **kw)
     cfg = config(d, 'killed', **kw)
-    p = subprocess.Popen([*CLI, 'train', str(cfg), *torchrun_args()], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([CLI, 'train', str(cfg), *torchrun_args()], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
     state = d/'killed'/f'checkpoint-{KILL_SAVE}'/'trainer_state.json'
     t0 = time.time()
@@ -150,7 +145,7 @@ def test_kill_then_auto_resume_reaches_same_losses(d):
     err = p.communicate()[1]
     assert state.exists(), err[-4000:]
     assert not (d/'killed'/f'checkpoint-{KILL_STEPS}').exists(), 'the job finished before it was killed'
-    r = subprocess.run([*CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=900,
+    r = subprocess.run([CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=900,
                        env=ENV)
     assert r.returncode == 0, r.stderr[-4000:]
     assert 'resuming from' in r.stdout + r.stderr, 'no "resuming from" message'
@@ -186,9 +181,9 @@ def test_zero3_quantized_base_rejected_before_launch(d):
     "ZeRO-3 cannot partition bitsandbytes weights: refused in the parent, with the reason, before torchrun starts."
     from axolotl_nb.config import UserError
     from axolotl_nb.launch import deepspeed_config
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     cfg = config(d, 'q4', deepspeed='zero3', adapter='qlora', lora_target_linear=True, load_in_4bit=True)
-    r = subprocess.run([*CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([CLI, 'train', str(cfg), *torchrun_args()], capture_output=True, text=True, timeout=120,
                        env=ENV)
     assert r.returncode != 0 and 'cannot partition' in r.stderr and 'load_in_4bit' in r.stderr, r.stderr[-3000:]
     assert 'launching' not in r.stderr and 'Traceback' not in r.stderr
@@ -200,7 +195,7 @@ def test_zero3_quantized_base_rejected_before_launch(d):
 
 def test_deepspeed_given_as_name_path_or_mapping_is_checked(d):
     "`deepspeed:` as a preset name, a file path or an inline mapping; an unknown key is named before launch."
-    from axolotl_nb.rules import load_config
+    from axolotl_nb.load import load_config
     from axolotl_nb.launch import deepspeed_config, shipped_deepspeed_dir
     base = yaml.safe_load(config(d, 'forms').read_text())
     zero2 = shipped_deepspeed_dir()/'zero2.json'
@@ -208,7 +203,7 @@ def test_deepspeed_given_as_name_path_or_mapping_is_checked(d):
     assert deepspeed_config(load_config({**base, 'deepspeed': str(zero2)})) == zero2
     bad = d/'typo.json'
     bad.write_text(json.dumps({'zero_optimization': {'stage': 2, 'overlap_com': True}}))
-    cmd = [*CLI, 'train', str(config(d, 'typo', deepspeed=str(bad))), *torchrun_args()]
+    cmd = [CLI, 'train', str(config(d, 'typo', deepspeed=str(bad))), *torchrun_args()]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
     assert r.returncode != 0 and 'did you mean `zero_optimization.overlap_comm`' in r.stderr, r.stderr[-3000:]
     assert 'launching' not in r.stderr

@@ -10,18 +10,17 @@ agree to
 a relative 1e-5 over 4 steps (observed: ~1e-7). QLoRA eval losses: 1e-4 (see the test).
 """
 
-import json, math, os, shutil, subprocess, sys
+import json, math, os, subprocess, sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from axolotl_nb.models import save_tiny_model
-from toys import KILLABLE, LORA, REPEAT_WORDS, logged_losses, run_yaml, write_jsonl
+from toys import CLI, KILLABLE, LORA, REPEAT_WORDS, logged_losses, run_yaml, tiny_work, write_jsonl
 
 pytestmark = pytest.mark.distributed
 RTOL = 1e-5
-CLI = [sys.executable, shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')]
 
 WORKER = r'''
 """Training phases for tests/test_distributed.py: `python worker.py SPEC.json`, plain or under torchrun."""
@@ -31,7 +30,7 @@ import torch
 from datasets import Dataset
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper  # FSDP2 subclasses it
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
-from axolotl_nb.rules import load_config
+from axolotl_nb.load import load_config
 from axolotl_nb.distributed import rank, setup_distributed, world_size
 from axolotl_nb.launch import training_args_kwargs
 
@@ -148,9 +147,8 @@ def close(a: dict, b: dict, steps) -> bool:
 @pytest.fixture(scope='module')
 def jobs(tmp_path_factory) -> Path:
     "The single-process references and the 2-process FSDP job (sampler, full, LoRA, QLoRA), run once for the module."
-    d = tmp_path_factory.mktemp('dist')
+    d = tiny_work(tmp_path_factory.mktemp('dist'))  # 2 Llama layers, hidden 64; the worker trains on random ids < 128
     (d / 'worker.py').write_text(WORKER)
-    save_tiny_model(d / 'tiny')  # 2 Llama layers, hidden 64; the worker trains on random ids < 128
     P = lambda name, **kw: dict(out=str(d / name), **kw)
     run_job(d, 'ref', 1, [P('full1', bs=4), P('lora1', bs=4, lora=True), P('qlora1', bs=4, qlora=True, eval=True)])
     run_job(
@@ -303,7 +301,7 @@ def test_cli_torchrun_fsdp_lora_then_merge(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     r = subprocess.run(
         [
-            *CLI,
+            CLI,
             'train',
             str(yml),
             '--launcher',
@@ -326,7 +324,7 @@ def test_cli_torchrun_fsdp_lora_then_merge(tmp_path):
     s = json.loads((out / 'training_summary.json').read_text())
     assert s['steps'] == 4 and math.isfinite(s['train_loss'])
     m = subprocess.run(
-        [*CLI, 'merge-lora', str(yml)], capture_output=True, text=True, timeout=600, env=env
+        [CLI, 'merge-lora', str(yml)], capture_output=True, text=True, timeout=600, env=env
     )
     assert m.returncode == 0, m.stderr[-3000:]
     assert (out / 'merged' / 'config.json').exists() and any((out / 'merged').glob('*.safetensors'))
@@ -344,7 +342,7 @@ def test_fsdp_config_error_before_launch(tmp_path):
     )
     (tmp_path / 'c.yml').write_text(yaml.safe_dump(cfg))
     r = subprocess.run(
-        [*CLI, 'train', str(tmp_path / 'c.yml'), '--launcher', 'torchrun', '--', '--nproc_per_node', '2'],
+        [CLI, 'train', str(tmp_path / 'c.yml'), '--launcher', 'torchrun', '--', '--nproc_per_node', '2'],
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,16 +6,15 @@ The SLURM and plain-SSH recipes are in docs/multinode.md.
 
 Tolerance: fp32 on gloo; the two jobs differ only in how the processes were started, so losses agree to 1e-5 relative.
 """
-import json, math, os, shutil, subprocess, sys
+import json, math, os, subprocess, sys
 from pathlib import Path
 
 import pytest
 
 from axolotl_nb.models import save_tiny_model
-from toys import LORA, REPEAT_WORDS, free_port, run_yaml, write_jsonl
+from toys import CLI, LORA, REPEAT_WORDS, free_port, run_yaml, write_jsonl
 
 pytestmark = pytest.mark.distributed
-CLI = shutil.which('axolotl-nb', path=str(Path(sys.executable).parent)) or shutil.which('axolotl-nb')
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
 
 def job(tmp_path:Path, name:str) -> Path:

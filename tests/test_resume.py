@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import Trainer
 
 from axolotl_nb import grpo, preference, run
 from axolotl_nb.checkpoints import DiskFull, latest_checkpoint
-from axolotl_nb.rules import load_config
-from toys import method_data
+from axolotl_nb.load import load_config
+from toys import method_cfg, method_data, write_yaml
 
 SKIP = ('time', 'runtime', 'per_second', 'flos')  # wall-clock fields differ between any two runs
 
@@ -73,21 +72,13 @@ def work(tmp_path_factory) -> Path:
     return method_data(tmp_path_factory.mktemp('resume'), 'resume_rewards', n_prompts=8)
 
 
+RESUMABLE = dict(learning_rate=1e-2, seed=3, use_tensorboard=False, save_strategy='steps',
+                 auto_resume_from_checkpoints=True)
+
+
 def config(d: Path, name: str, method: str = 'sft', **kw) -> Path:
-    types = {'sft': 'alpaca', 'dpo': 'prompt_pairs', 'kto': 'kto', 'grpo': None}
-    files = {'sft': 'sft.jsonl', 'dpo': 'pref.jsonl', 'kto': 'kto.jsonl', 'grpo': 'prompts.jsonl'}
-    data = dict(path=str(d/files[method])) | ({'type': types[method]} if types[method] else {})
-    c = dict(base_model=str(d/'tiny'), datasets=[data], dataset_prepared_path=str(d/'prep'), output_dir=str(d/name),
-             adapter='lora', lora_r=4, lora_alpha=8, lora_target_linear=True, sequence_len=64, micro_batch_size=4,
-             learning_rate=1e-2, logging_steps=1, seed=3, use_tensorboard=False, save_strategy='steps',
-             auto_resume_from_checkpoints=True)
-    if method != 'sft': c['rl'] = method
-    if method == 'grpo':
-        c |= dict(trust_remote_code=True, trl=dict(num_generations=4, max_completion_length=4,
-                                                   reward_funcs=['resume_rewards.words']))
-    p = d/f'{name}.yml'
-    p.write_text(yaml.safe_dump(c | kw))
-    return p
+    "`d/<name>.yml`: an auto-resuming run of `method` into `d/<name>` (`kw` wins)."
+    return write_yaml(d/f'{name}.yml', method_cfg(d, method, name, 'resume_rewards', **(RESUMABLE | kw)))
 
 
 def records(f: Path) -> list:
