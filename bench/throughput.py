@@ -9,6 +9,9 @@ Usage: python bench/throughput.py [--steps 4] [--seq 2048] [--device cpu|cuda] [
 `packed_sdpa`, per-document sdpa without a mask) on the same packed rows, alternating N times, plus the collator's
 share of a step and a `torch.profiler` table of one packed step; writes the `packed-sdpa` section.
 Usage: python bench/throughput.py --ab 3 --shape smollm2 --lora --seq 512 --steps 4
+
+`--axolotl-python PY` runs `bench/vs_axolotl.py` instead: the quickstart setting (SmolLM2 LoRA, rows of 512) through
+our CLI and the real Axolotl 0.21's, with MFU and the ratio to Axolotl.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from axolotl_nb.packing import MultipackBatchSampler, instruction_lengths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import gemm_flops, parser, publish  # noqa: E402
+from bench import vs_axolotl  # noqa: E402
 
 V = 8192
 
@@ -326,7 +330,13 @@ def main():
     ap.add_argument('--shape', default='tiny', choices=['tiny', 'smollm2'], help='model shape for --ab')
     ap.add_argument('--lora', action='store_true', help='LoRA r16 all-linear (--ab)')
     ap.add_argument('--mbs', type=int, default=1, help='packed rows per micro-batch (--ab)')
+    ap.add_argument('--axolotl-python', help='python of a venv with axolotl 0.21: instead, the real SmolLM2 LoRA run '
+                    'through both CLIs with MFU and the ratio to Axolotl (bench/vs_axolotl.py; --seq, default 512)')
     a = ap.parse_args()
+    if a.axolotl_python:  # one process per side, end to end: its own script, its own section
+        seq = a.seq if '--seq' in sys.argv else 512
+        sys.argv = [sys.argv[0], '--axolotl-python', a.axolotl_python, '--seq', str(seq)] + ['--no-write'] * a.no_write
+        return vs_axolotl.main()
     warnings.filterwarnings('ignore')
     if a.ab:
         body = ab_report(a, *ab_main(a))
