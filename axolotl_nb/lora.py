@@ -143,10 +143,8 @@ def _fusable(m:LoraLinear, x:torch.Tensor) -> bool:
     "Whether this call of `m` is plain LoRA, which `LoRAFunction` computes exactly."
     a = m.active_adapters
     if m.disable_adapters or m.merged or len(a) != 1 or a[0] not in m.lora_A or a[0] in m.lora_variant: return False
-    A, B, base = m.lora_A[a[0]], m.lora_B[a[0]], m.base_layer
-    if type(base) is not nn.Linear or B.bias is not None or not isinstance(m.lora_dropout[a[0]], nn.Identity):
-        return False
-    one_dtype = x.dtype == base.weight.dtype == A.weight.dtype == B.weight.dtype
+    if m.lora_B[a[0]].bias is not None or not isinstance(m.lora_dropout[a[0]], nn.Identity): return False
+    one_dtype = x.dtype == m.base_layer.weight.dtype == m.lora_A[a[0]].weight.dtype == m.lora_B[a[0]].weight.dtype
     return one_dtype and not torch.is_autocast_enabled(x.device.type)
 
 class FusedLoraLinear(LoraLinear):
@@ -171,7 +169,8 @@ def fuse_lora(model:nn.Module, # a PEFT model (its LoRA linear layers are change
              ) -> list[str]:
     "Make PEFT's LoRA linear layers `FusedLoraLinear` where the config allows; returns their module names."
     if cfg.deepspeed or cfg.uses_fsdp: return []
-    done = [n for n, m in model.named_modules() if type(m) is LoraLinear and getattr(cfg, kernel_key(n)) is not False]
+    plain = lambda m: type(m) is LoraLinear and type(m.base_layer) is nn.Linear  # not bnb / Conv1D / nested bases
+    done = [n for n, m in model.named_modules() if plain(m) and getattr(cfg, kernel_key(n)) is not False]
     for n in done: model.get_submodule(n).__class__ = FusedLoraLinear
     return done
 

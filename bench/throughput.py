@@ -335,8 +335,7 @@ def main():
     a = ap.parse_args()
     if a.axolotl_python:  # one process per side, end to end: its own script, its own section
         seq = a.seq if '--seq' in sys.argv else 512
-        sys.argv = [sys.argv[0], '--axolotl-python', a.axolotl_python, '--seq', str(seq)] + ['--no-write'] * a.no_write
-        return vs_axolotl.main()
+        return vs_axolotl.main(['--axolotl-python', a.axolotl_python, '--seq', str(seq)] + ['--no-write'] * a.no_write)
     warnings.filterwarnings('ignore')
     if a.ab:
         body = ab_report(a, *ab_main(a))

@@ -153,10 +153,10 @@ def report(a, res: dict, peaks: list[float], fpt: float, rows: int) -> str:
     return '\n'.join(lines)
 
 
-def main():
+def main(argv: list[str] | None = None):
     ap = parser(__doc__, runs=3, seq=1024, rows=256, threads=2)
     ap.add_argument('--axolotl-python', required=True, help='python of a venv with axolotl==0.21.0')
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     base = model_dir()
     work = Path(tempfile.mkdtemp(prefix='vs-axolotl-'))
     src = ROOT / 'examples' / 'data' / 'quickstart_train.jsonl'
